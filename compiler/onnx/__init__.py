@@ -1,0 +1,26 @@
+"""ONNX import: one file per ONNX op (or per op family), each registering its lowering."""
+
+from . import (  # noqa: F401  (imported for their registrations)
+    averagepool,
+    clamp,
+    concat,
+    conv,
+    dequantizelinear,
+    float_island,
+    gemm,
+    integer_ops,
+    layout,
+    matmul,
+    maxpool,
+    qlinearadd,
+    qlinearconv,
+    qlinearmatmul,
+    qlinearmul,
+    quantizelinear,
+    shape,
+    unary,
+)
+from .importer import Importer
+from .loader import LoadedModel, load
+
+__all__ = ["Importer", "LoadedModel", "load"]

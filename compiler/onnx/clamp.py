@@ -1,0 +1,45 @@
+"""Clamping helpers, and Relu/Clip lowering (float islands or integer codes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import lowers
+from .values import Codes, Const, Dequant, FloatOp
+
+
+def fold_clamp(imp, x: Codes, lo: int, hi: int) -> Codes:
+    """Clamp codes; the FuseClamp pass folds it into the Requant that produced them."""
+    t = imp.emit("Clamp", [x.tensor], x.shape, imp.g.tensors[x.tensor].dtype,
+                 {"lo": int(lo), "hi": int(hi)}, base=x.tensor)
+    return Codes(t, x.shape, x.q)
+
+
+def _lower_activation(imp, node, ins):
+    x = ins[0]
+    if isinstance(x, (Dequant, FloatOp)):
+        return [imp.pending_float(node, ins, x.shape)]
+    if isinstance(x, Const):
+        raise imp.error("activation of a constant is not supported")
+    if isinstance(x, Codes):
+        # integer-domain Relu/Clip (ONNX allows int8 Relu from opset 14): raw codes
+        a = imp.attrs(node)
+        t = imp.g.tensors[x.tensor].dtype
+        lo, hi = t.min, t.max
+        if node.op_type == "Relu":
+            lo = max(lo, 0)
+        else:
+            if len(ins) > 1 and ins[1] is not None:
+                lo = max(lo, int(np.asarray(imp.const(ins[1], "Clip min"))))
+            if len(ins) > 2 and ins[2] is not None:
+                hi = min(hi, int(np.asarray(imp.const(ins[2], "Clip max"))))
+            if "min" in a:
+                lo = max(lo, int(np.ceil(a["min"])))
+            if "max" in a:
+                hi = min(hi, int(np.floor(a["max"])))
+        return [fold_clamp(imp, x, lo, hi)]
+    raise imp.error("Relu/Clip input is not a tensor intflow can lower")
+
+
+lowers("Relu")(_lower_activation)
+lowers("Clip")(_lower_activation)

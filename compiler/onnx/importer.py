@@ -1,0 +1,211 @@
+"""Walk an ONNX graph in order and build the IntGraph.
+
+Values stay symbolic (``values.py``) until an integer kernel can be emitted: a
+QuantizeLinear closing a float op over dequantised inputs becomes the kernel onnxruntime
+fuses that pattern into (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, ...), so QDQ and
+QOperator models lower through the same helpers (``lowering.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..dtypes import ONNX_INT_TYPES, IntType
+from ..errors import ModelError, UnsupportedOp
+from ..ir import HostInput, IntGraph, Node, QuantParams
+from . import registry
+from .loader import LoadedModel, initializer_arrays
+from .values import Codes, Const, Dequant, FloatInput, FloatOp, QConst, Value, describe
+
+ACC = IntType(True, 64)  # placeholder type of accumulators until widths are proven
+
+
+class Importer:
+    def __init__(self, loaded: LoadedModel, requant: str) -> None:
+        self.loaded = loaded
+        self.path = loaded.path
+        self.requant = requant
+        name = loaded.model.graph.name or "model"
+        self.g = IntGraph(name=name, tensors={}, constants={}, nodes=[], inputs=[],
+                          outputs=[], requant=requant, source=loaded.path)
+        self.env: dict[str, Value] = {}
+        self.node: onnx.NodeProto | None = None
+        self.float_path: list[str] = []  # nodes onnxruntime runs in float (noted, not exact)
+
+    # ---- messages -------------------------------------------------------------------------
+    def error(self, reason: str, node: onnx.NodeProto | None = None) -> ModelError:
+        node = node or self.node
+        return ModelError(reason, file=self.path, node=node.name if node else None,
+                          op=node.op_type if node else None)
+
+    def note(self, text: str) -> None:
+        if text not in self.g.notes:
+            self.g.notes.append(text)
+
+    # ---- attribute and value access -------------------------------------------------------
+    @staticmethod
+    def attrs(node: onnx.NodeProto) -> dict[str, Any]:
+        out = {}
+        for a in node.attribute:
+            v = helper.get_attribute_value(a)
+            if isinstance(v, bytes):
+                v = v.decode()
+            elif isinstance(v, onnx.TensorProto):
+                v = numpy_helper.to_array(v)
+            out[a.name] = v
+        return out
+
+    def const(self, v: Value | None, what: str) -> np.ndarray:
+        if isinstance(v, Const):
+            return v.value
+        raise self.error(f"{what} must be a constant, got {describe(v) if v else 'nothing'}")
+
+    def qparams(self, scale: Value | None, zero_point: Value | None, *, axis: int | None,
+                ndim: int | None, default: IntType | None = None,
+                what: str = "") -> QuantParams:
+        """Validated quantisation parameters from a scale and an optional zero point."""
+        s = np.asarray(self.const(scale, f"{what} scale"))
+        if s.dtype != np.float32:
+            raise self.error(f"{what} scale must be float32, got {s.dtype}")
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise self.error(f"{what} scale must be finite and > 0, got "
+                             f"{s.ravel()[:4].tolist()}")
+        if zero_point is None:
+            if default is None:
+                raise self.error(f"{what} has no zero point and no type")
+            zp = np.zeros(s.shape, np.int64)
+            dtype = default
+        else:
+            zpa = np.asarray(self.const(zero_point, f"{what} zero point"))
+            dtype = self.int_type(zpa.dtype, what)
+            zp = zpa.astype(np.int64)
+            if zp.shape != s.shape:
+                if zp.size == 1:
+                    zp = np.full(s.shape, int(zp.ravel()[0]), np.int64)
+                else:
+                    raise self.error(f"{what} zero point shape {zp.shape} != scale shape "
+                                     f"{s.shape}")
+        if s.ndim > 1 or (s.ndim == 1 and s.size == 1 and axis is None):
+            s, zp = s.reshape(-1), zp.reshape(-1)
+            if s.size == 1:
+                s, zp = s.reshape(()), zp.reshape(())
+        if s.ndim == 0:
+            axis = None
+        elif ndim is not None:
+            axis = (axis if axis is not None else 1) % ndim
+        return QuantParams(s.astype(np.float32), zp, dtype, axis)
+
+    def int_type(self, dt: np.dtype, what: str) -> IntType:
+        t = {np.dtype(np.uint8): IntType(False, 8), np.dtype(np.int8): IntType(True, 8),
+             np.dtype(np.int32): IntType(True, 32), np.dtype(np.uint16): IntType(False, 16),
+             np.dtype(np.int16): IntType(True, 16)}.get(np.dtype(dt))
+        if t is None:
+            raise self.error(f"{what}: quantised type {dt} is not supported (int8, uint8, "
+                             "int16, uint16, int32)")
+        return t
+
+    # ---- emitting IR ----------------------------------------------------------------------
+    def emit(self, op: str, inputs: list[str], shape: tuple[int, ...],
+             dtype: IntType = ACC, attrs: dict[str, Any] | None = None,
+             base: str | None = None) -> str:
+        node = self.node
+        base = base or (node.output[0] if node is not None and node.output else op)
+        out = self.g.add_tensor(_clean(base) + "_" + op.lower(), shape, dtype)
+        origin = [node.name or node.op_type] if node is not None else []
+        self.g.nodes.append(Node(op, self.g.unique_node_name(op, origin), inputs, [out],
+                                 attrs or {}, origin))
+        return out
+
+    def add_const(self, base: str, value: np.ndarray, dtype: IntType | None = None) -> str:
+        return self.g.add_const(_clean(base), value, dtype)
+
+    # ---- the walk -------------------------------------------------------------------------
+    def run(self) -> IntGraph:
+        m = self.loaded.model
+        for name, arr in initializer_arrays(m).items():
+            self.env[name] = Const(arr)
+        for vi in m.graph.input:
+            if vi.name in self.env:
+                continue
+            dt = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+            shape = self.loaded.input_shapes[vi.name]
+            if np.issubdtype(dt, np.floating):
+                if dt != np.float32:
+                    raise self.error(f"graph input '{vi.name}' is {dt}; only float32 float "
+                                     "inputs are supported")
+                self.env[vi.name] = FloatInput(vi.name, shape, str(np.dtype(dt)))
+            else:
+                itype = ONNX_INT_TYPES.get(vi.type.tensor_type.elem_type)
+                if itype is None:
+                    raise self.error(f"graph input '{vi.name}' has type {dt}")
+                t = self.g.add_tensor(_clean(vi.name), shape, itype)
+                self.g.inputs.append(HostInput(t, vi.name, str(np.dtype(dt)), shape, None))
+                self.env[vi.name] = Codes(t, shape, None)
+        for node in m.graph.node:
+            self.node = node
+            self.lower_node(node)
+        self.node = None
+        from .outputs import lower_outputs  # the host epilogues
+        lower_outputs(self)
+        if self.float_path:
+            self.note("onnxruntime runs these nodes in float between DequantizeLinear and "
+                      "QuantizeLinear; intflow computes them with integer kernels, so they "
+                      "may differ by rounding: " + ", ".join(self.float_path))
+        if not any(n.op in ("Conv", "MatMul", "Requant", "Lut", "Add", "Mul", "AvgPool")
+                   for n in self.g.nodes) and not self.g.inputs:
+            raise ModelError("no quantized ops: quantize it with onnxruntime.quantization "
+                             "first", file=self.path)
+        return self.g
+
+    def lower_node(self, node: onnx.NodeProto) -> None:
+        ins: list[Value | None] = []
+        for i in node.input:
+            if i == "":
+                ins.append(None)
+            elif i not in self.env:
+                raise self.error(f"input '{i}' is not defined before this node (graph not "
+                                 "topologically sorted, or a dangling name)")
+            else:
+                ins.append(self.env[i])
+        key = (node.domain or "", node.op_type)
+        if (node.domain in ("", "ai.onnx") and ins and all(isinstance(v, Const) for v in ins
+                                                           if v is not None)
+                and node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Constant")):
+            from .shape import fold_constant_node
+            present = [v for v in ins if v is not None]
+            if len(present) == len(ins):
+                for name, v in zip(node.output, fold_constant_node(self, node, present)):
+                    self.env[name] = v
+                return
+        fn = registry.LOWER.get(key)
+        if fn is None:
+            dom = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
+            raise UnsupportedOp(
+                f"unsupported op {dom}{node.op_type}; intflow supports: "
+                + ", ".join(registry.supported_ops()),
+                file=self.path, node=node.name, op=node.op_type)
+        outs = fn(self, node, ins)
+        if len(outs) < len([o for o in node.output if o]):
+            raise AssertionError(f"lowering of {node.op_type} returned too few values")
+        for name, v in zip(node.output, outs):
+            if name:
+                self.env[name] = v
+
+    def pending_float(self, node: onnx.NodeProto, ins: list[Value | None],
+                      shape: tuple[int, ...]) -> FloatOp:
+        return FloatOp(node, list(ins), tuple(shape), self.attrs(node))
+
+
+def _clean(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name).strip("_") or "t"
+
+
+def codes_of(v: Value) -> Codes | None:
+    return v if isinstance(v, Codes) else None
+
+
+__all__ = ["Importer", "ACC", "Codes", "Const", "Dequant", "FloatOp", "QConst", "FloatInput"]

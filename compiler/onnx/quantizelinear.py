@@ -1,0 +1,70 @@
+"""QuantizeLinear: float -> codes. Where it closes a float op, the fused kernel is emitted.
+
+Graph input -> host quantisation; constant -> quantised at compile time; DQ -> Q pair ->
+identity or a requantising table; pending float op -> ``registry.FUSE[op]`` (the integer
+kernel onnxruntime fuses DQ -> op -> Q into).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from .. import host
+from ..dtypes import ONNX_INT_TYPES, UINT8
+from ..ir import HostInput
+from . import registry
+from .float_island import requant_table
+from .lowering import emit_lut
+from .registry import lowers
+from .values import Codes, Const, Dequant, FloatInput, FloatOp, QConst
+
+
+def output_params(imp, node, ins, ndim):
+    a = imp.attrs(node)
+    default = UINT8
+    if "output_dtype" in a and a["output_dtype"]:
+        default = ONNX_INT_TYPES.get(a["output_dtype"])
+        if default is None:
+            raise imp.error(f"output_dtype {helper.tensor_dtype_to_string(a['output_dtype'])} "
+                            "is not supported")
+    if a.get("block_size"):
+        raise imp.error("blocked quantisation (block_size) is not supported")
+    zp = ins[2] if len(ins) > 2 else None
+    return imp.qparams(ins[1], zp, axis=a.get("axis", 1), ndim=ndim, default=default,
+                       what="QuantizeLinear")
+
+
+@lowers("QuantizeLinear")
+def lower(imp, node, ins):
+    x = ins[0]
+    if isinstance(x, FloatInput):
+        q = output_params(imp, node, ins, len(x.shape))
+        t = imp.g.add_tensor(node.output[0], x.shape, q.dtype)
+        imp.g.inputs.append(HostInput(t, x.onnx_name, x.dtype, x.shape, q))
+        return [Codes(t, x.shape, q)]
+    if isinstance(x, Const):
+        if not np.issubdtype(x.value.dtype, np.floating):
+            raise imp.error("QuantizeLinear of an integer constant is not supported")
+        q = output_params(imp, node, ins, x.value.ndim)
+        return [QConst(host.quantize(x.value, q, sample_axis=False), q)]
+    if isinstance(x, Dequant):
+        src = x.src
+        q = output_params(imp, node, ins, len(x.shape))
+        if isinstance(src, QConst):
+            v = host.quantize(host.dequantize(src.value, src.q, sample_axis=False), q,
+                              sample_axis=False)
+            return [QConst(v, q)]
+        if src.q.same_as(q):
+            return [src]
+        if src.q.axis is not None or q.axis is not None:
+            raise imp.error("requantising a per-channel activation is not supported")
+        return [emit_lut(imp, src, requant_table(src.q, q), q, node.output[0])]
+    if isinstance(x, FloatOp):
+        q = output_params(imp, node, ins, len(x.shape))
+        fuse = registry.FUSE.get(x.node.op_type)
+        if fuse is None:
+            raise imp.error(f"the float {x.node.op_type} '{x.node.name}' between "
+                            "DequantizeLinear and QuantizeLinear has no integer kernel")
+        return [fuse(imp, x, q, node)]
+    raise imp.error("QuantizeLinear of an integer tensor is not supported")

@@ -1,0 +1,33 @@
+"""Sigmoid, LeakyRelu, BatchNormalization over dequantised values: float islands (tables).
+
+onnxruntime fuses DQ -> Sigmoid/LeakyRelu -> Q into QLinearSigmoid/QLinearLeakyRelu, whose
+tables equal the float ops on every code (ORT_KERNELS.md §7); BatchNormalization between DQ
+and Q runs in float per channel, so it becomes one table per channel.
+"""
+
+from __future__ import annotations
+
+from .registry import lowers
+from .values import Dequant, FloatOp
+
+
+def _pending(imp, node, ins):
+    x = ins[0]
+    if isinstance(x, (Dequant, FloatOp)):
+        return [imp.pending_float(node, ins, x.shape)]
+    raise imp.error(f"{node.op_type} on a tensor that is not dequantised: only "
+                    "DequantizeLinear -> op -> QuantizeLinear is supported")
+
+
+for _op in ("Sigmoid", "LeakyRelu", "BatchNormalization"):
+    lowers(_op)(_pending)
+
+
+@lowers("Identity")
+def identity(imp, node, ins):
+    return [ins[0]]
+
+
+@lowers("Dropout")
+def dropout(imp, node, ins):
+    return [ins[0], None]

@@ -1,0 +1,22 @@
+"""The IntGraph op table: one op per file, registered here by name."""
+
+from .add import Add
+from .avgpool import AvgPool
+from .base import Op
+from .clamp import Clamp
+from .conv import Conv
+from .globalavgpool import GlobalAvgPool
+from .layout import Concat, Reshape, Transpose
+from .lut import Lut
+from .matmul import MatMul
+from .maxpool import MaxPool
+from .mul import Mul
+from .requant import Requant
+
+OPS: dict[str, type[Op]] = {
+    op.name: op
+    for op in (Add, AvgPool, Clamp, Concat, Conv, GlobalAvgPool, Lut, MatMul, MaxPool, Mul,
+               Requant, Reshape, Transpose)
+}
+
+__all__ = ["OPS", "Op"]
