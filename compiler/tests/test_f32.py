@@ -61,6 +61,8 @@ def _assert_canonical(name: str, r: F32) -> None:
 def _check(name: str, got: F32, want, **operands) -> None:
     """got (F32) must equal want (float32; +-0 equal, inf where got's exponent exceeds 104)."""
     _assert_canonical(name, got)
+    for k, v in operands.items():
+        assert np.asarray(v).dtype.kind != "f" or np.asarray(v).dtype == np.float32, k
     g = f32.to_float32(got).ravel()
     want = np.asarray(want, dtype=np.float32).ravel()
     assert g.shape == want.shape
@@ -609,9 +611,8 @@ def _div_cases(rng, n):
     step = rng.integers(0, 3, n)
     a3 = np.nextafter(a3, np.where(step == 0, -np.inf, np.where(step == 1, np.inf, a3)))
     a4 = _rand_f32(rng, n, rng.integers(0, 254, n))
-    b4 = np.nextafter(a4, rng.choice([-np.inf, np.inf], n)) * rng.choice([-1, 1], n).astype(
-        np.float32
-    )
+    b4 = np.nextafter(a4, rng.choice(np.float32([-np.inf, np.inf]), n))
+    b4 = b4 * rng.choice(np.float32([-1, 1]), n)
     b4 = np.where(b4 == 0, np.float32(1e-45), b4)
     a5, b5 = _rand_f32(rng, n, rng.integers(0, 3, n)), _rand_f32(rng, n, rng.integers(0, 3, n))
     b5 = np.where(b5 == 0, np.float32(-3e-45), b5)
@@ -637,7 +638,7 @@ def test_div_slow():
 def test_div_adversarial():
     rng = np.random.default_rng(17)
     a, b = _div_cases(rng, 50_000)
-    assert np.isfinite(a).all() and (b != 0).all()
+    assert a.dtype == b.dtype == np.float32 and np.isfinite(a).all() and (b != 0).all()
     with np.errstate(all="ignore"):
         _check(
             "div/adversarial", f32.div(f32.from_float32(a), f32.from_float32(b)), a / b, a=a, b=b

@@ -1,0 +1,43 @@
+# Two commands set everything up on a fresh Debian machine (Python 3.11, root):
+#   make demo   compile -> reference -> compare with onnxruntime on a shipped example
+#   make test   the default test suite (CI runs this through .ci/run)
+# Both create .venv and install what is missing (pip deps; iverilog via apt).
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+OUT     := out
+
+.PHONY: demo test test-slow lint examples system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV) || { \
+	  apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+system-deps:
+	@command -v iverilog >/dev/null 2>&1 || { \
+	  echo "installing iverilog (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog; }
+
+demo: $(STAMP) system-deps
+	$(VENV)/bin/intflow compile examples/models/digits_cnn_qdq.onnx -o $(OUT)/digits_cnn
+	$(VENV)/bin/intflow run examples/models/digits_cnn_qdq.onnx \
+	  --inputs examples/data/digits_cnn_qdq.npz --outputs $(OUT)/digits_cnn/outputs.npz \
+	  --compare
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -n 2 -q
+
+test-slow: $(STAMP) system-deps
+	$(PY) -m pytest -n 2 -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# regenerate the example models (needs torch==2.13.0, installed on demand)
+examples: $(STAMP)
+	$(PY) -m pip install -q -e '.[examples]'
+	$(PY) examples/make_examples.py
