@@ -35,6 +35,7 @@ class Importer:
         self.env: dict[str, Value] = {}
         self.node: onnx.NodeProto | None = None
         self.float_path: list[str] = []  # nodes onnxruntime runs in float (noted, not exact)
+        self.saturating: list[str] = []  # u8s8 layers onnxruntime may saturate on AVX2
 
     # ---- messages -------------------------------------------------------------------------
     def error(self, reason: str, node: onnx.NodeProto | None = None) -> ModelError:
@@ -151,6 +152,9 @@ class Importer:
         self.node = None
         from .outputs import lower_outputs  # the host epilogues
         lower_outputs(self)
+        if self.saturating:
+            from .saturation import note
+            self.note(note(self.saturating))
         if self.float_path:
             self.note("onnxruntime runs these nodes in float between DequantizeLinear and "
                       "QuantizeLinear; intflow computes them with integer kernels, so they "

@@ -12,6 +12,7 @@ import numpy as np
 from .. import requant as rq
 from ..dtypes import IntType
 from ..ir import QuantParams
+from . import saturation
 from .values import Codes, QConst
 
 
@@ -110,6 +111,9 @@ def emit_conv_acc(imp, x: Codes, w: QConst, bias: np.ndarray | None, attrs: dict
     _, zx = per_tensor(imp, x.q, "the Conv input") if x.q else (None, 0)
     geometry, out_shape = conv_geometry(imp, attrs, x.shape, w.value.shape)
     wv = weight_minus_zero_point(imp, w, 0)
+    if x.q is not None:
+        saturation.check(imp, x.q.dtype, w.q.dtype, w.value.reshape(w.value.shape[0], -1),
+                         base)
     ins = [x.tensor, imp.add_const(base + "_w", wv)]
     if bias is not None:
         b = np.asarray(bias, np.int64).reshape(-1)
@@ -132,6 +136,8 @@ def emit_matmul_acc(imp, x: Codes, w: QConst | Codes, bias: np.ndarray | None,
         if x.shape[-1] != k:
             raise imp.error(f"MatMul shapes {list(x.shape)} x {list(w.value.shape)} do not "
                             "match")
+        if x.q is not None:
+            saturation.check(imp, x.q.dtype, w.q.dtype, w.value.T, base)
         ins = [x.tensor, imp.add_const(base + "_w", weight_minus_zero_point(imp, w, 1))]
         attrs = {"x_zero_point": zx}
         out_shape = (*x.shape[:-1], n)

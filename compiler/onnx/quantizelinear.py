@@ -66,5 +66,10 @@ def lower(imp, node, ins):
         if fuse is None:
             raise imp.error(f"the float {x.node.op_type} '{x.node.name}' between "
                             "DequantizeLinear and QuantizeLinear has no integer kernel")
-        return [fuse(imp, x, q, node)]
+        # the fused kernel is named after the float op it implements (Conv, MatMul, ...)
+        imp.node = x.node
+        try:
+            return [fuse(imp, x, q, node)]
+        finally:
+            imp.node = node
     raise imp.error("QuantizeLinear of an integer tensor is not supported")
