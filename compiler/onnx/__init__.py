@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     layout,
     matmul,
     maxpool,
+    qlinear_tables,
     qlinearadd,
     qlinearconv,
     qlinearmatmul,

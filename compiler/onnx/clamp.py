@@ -15,8 +15,34 @@ def fold_clamp(imp, x: Codes, lo: int, hi: int) -> Codes:
     return Codes(t, x.shape, x.q)
 
 
+def _as_code_clamp(imp, node, ins, src: Codes) -> Codes | None:
+    """Relu/Clip of DQ(c) as DQ(clamp(c)) when every bound is exactly a dequantised code:
+    DQ is monotone and DQ(zp) = 0, so max(DQ(c), 0) = DQ(max(c, zp)) exactly."""
+    from .. import host
+    from .float_island import clip_bounds
+    q = src.q
+    if node.op_type == "Relu":
+        bounds = [np.float32(0), np.float32(np.inf)]
+    else:
+        bounds = list(clip_bounds(imp, imp.pending_float(node, ins, src.shape)))
+    codes = []
+    for b, default in zip(bounds, (q.dtype.min, q.dtype.max)):
+        if np.isinf(b):
+            codes.append(default)
+            continue
+        c = int(host.quantize(np.array([b], np.float32), q, sample_axis=False)[0])
+        if host.dequantize(np.array([c]), q, sample_axis=False)[0] != b:
+            return None
+        codes.append(c)
+    return fold_clamp(imp, src, codes[0], codes[1])
+
+
 def _lower_activation(imp, node, ins):
     x = ins[0]
+    if isinstance(x, Dequant) and isinstance(x.src, Codes) and x.src.q.axis is None:
+        exact = _as_code_clamp(imp, node, ins, x.src)
+        if exact is not None:
+            return [Dequant(exact, synthetic=True)]
     if isinstance(x, (Dequant, FloatOp)):
         return [imp.pending_float(node, ins, x.shape)]
     if isinstance(x, Const):

@@ -95,6 +95,18 @@ def clip_bounds(imp, op: FloatOp) -> tuple[np.float32, np.float32]:
     return lo, hi
 
 
+def lut_of(imp, chain: list[FloatOp], src: Codes, q: QuantParams) -> tuple[np.ndarray, bool]:
+    """The table T[c] = Q(chain(DQ(c))) over every code of ``src`` (per channel when a
+    BatchNormalization is in the chain: shape (C, codes))."""
+    per_channel = any(c.node.op_type == "BatchNormalization" for c in chain)
+    vals = host.dequantize(codes_range(src.q), src.q, sample_axis=False)
+    if per_channel:
+        vals = np.broadcast_to(vals, (src.shape[1], vals.size)).copy()
+    for c in chain:
+        vals = apply_unary(c, vals, imp, 1 if per_channel else None)
+    return host.quantize(vals, q, sample_axis=False), per_channel
+
+
 def batchnorm(imp, op: FloatOp, v: np.ndarray) -> np.ndarray:
     """onnxruntime's CPU BatchNormalization: new_scale = scale / sqrt(var + eps),
     new_bias = B - mean * new_scale, y = x * new_scale + new_bias (float32, no fma).
@@ -131,14 +143,7 @@ def fuse_unary(imp, op: FloatOp, q: QuantParams, qnode) -> Codes:
         if src.q.axis is not None:
             raise imp.error("a float op on a per-channel quantised activation is not "
                             "supported", op.node)
-        per_channel = any(c.node.op_type == "BatchNormalization" for c in chain)
-        codes = codes_range(src.q)
-        vals = host.dequantize(codes, src.q, sample_axis=False)
-        if per_channel:
-            vals = np.broadcast_to(vals, (src.shape[1], vals.size)).copy()
-        for c in chain:
-            vals = apply_unary(c, vals, imp, 1 if per_channel else None)
-        table = host.quantize(vals, q, sample_axis=False)
+        table, per_channel = lut_of(imp, chain, src, q)
         return emit_lut(imp, src, table, q, qnode.output[0], axis=1 if per_channel else None)
     if isinstance(leaf, FloatOp) and all(c.node.op_type in CLAMPS for c in chain):
         fuse = registry.FUSE.get(leaf.node.op_type)

@@ -14,7 +14,7 @@ from .lowering import int32_const
 from .qlinearconv import as_codes
 from .qlinearmatmul import emit_qlinearmatmul
 from .registry import fuses, lowers
-from .values import Codes, Const, Dequant, QConst
+from .values import Codes, Dequant, QConst
 
 
 def gemm_operands(imp, a: Codes, b: QConst, attrs) -> tuple[Codes, QConst]:

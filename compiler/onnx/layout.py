@@ -10,11 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import QuantParams
+from . import registry
 from .registry import lowers
-from .values import Codes, Const, Dequant, QConst
+from .values import Codes, Const, Dequant, FloatOp, QConst
 
 
 def _shape_of(imp, v) -> tuple[int, ...]:
+    if isinstance(v, FloatOp):
+        return tuple(v.shape)
     if isinstance(v, Const):
         return tuple(v.value.shape)
     if isinstance(v, QConst):
@@ -26,7 +29,12 @@ def _shape_of(imp, v) -> tuple[int, ...]:
 
 
 def _apply(imp, v, new_shape, perm=None):
-    """Reshape (perm None) or transpose ``v`` into ``new_shape``."""
+    """Reshape (perm None) or transpose ``v`` into ``new_shape``. A pending float result is
+    reshaped after its QuantizeLinear closes it (layout commutes with elementwise Q)."""
+    if isinstance(v, FloatOp):
+        node = imp.node
+        return FloatOp(node, [v], tuple(new_shape), {"_shape": list(new_shape),
+                                                      "_perm": perm})
     def np_op(a):
         return np.transpose(a, perm) if perm is not None else a.reshape(new_shape)
 
@@ -138,3 +146,12 @@ def transpose(imp, node, ins):
     perm = [int(p) for p in perm]
     new = tuple(shape[p] for p in perm)
     return [_apply(imp, ins[0], new, perm)]
+
+
+def fuse_layout(imp, op, q, qnode):
+    codes = registry.fuse_inner(imp, op.inputs[0], q, qnode)
+    return _apply(imp, codes, tuple(op.attrs["_shape"]), op.attrs["_perm"])
+
+
+for _op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"):
+    registry.FUSE[_op] = fuse_layout

@@ -17,9 +17,9 @@ from .values import Codes, QConst
 
 
 def per_tensor(imp, q: QuantParams, what: str) -> tuple[float, int]:
-    if q.scale.ndim != 0:
+    if q.scale.size != 1:  # a 1-element vector (QLinearMatMul b_scale [1]) is per tensor
         raise imp.error(f"{what} must be quantised per tensor (got {q.scale.size} scales)")
-    return np.float32(q.scale), int(q.zero_point)
+    return np.float32(q.scale.reshape(())), int(q.zero_point.reshape(()))
 
 
 def requant_consts(imp, base: str, m32: np.ndarray, real: np.ndarray) -> list[str]:

@@ -4,9 +4,10 @@ dequantised tensor is the dequantised MaxPool of its codes."""
 
 from __future__ import annotations
 
+from . import registry
 from .pooling import pool_geometry
-from .registry import lowers
-from .values import Codes, Dequant
+from .registry import fuses, lowers
+from .values import Codes, Dequant, FloatOp
 
 
 def emit_maxpool(imp, node, x: Codes) -> Codes:
@@ -26,6 +27,10 @@ def lower(imp, node, ins):
         if x.src.q.axis is not None:
             raise imp.error("MaxPool of a per-channel quantised tensor is not supported")
         return [Dequant(emit_maxpool(imp, node, x.src))]
+    if isinstance(x, FloatOp):
+        # max commutes with the monotone float ops before it and with Q: pool after them
+        _, shape = pool_geometry(imp, imp.attrs(node), x.shape)
+        return [imp.pending_float(node, ins, shape)]
     raise imp.error("MaxPool input must be quantised codes or their DequantizeLinear")
 
 
@@ -33,3 +38,10 @@ def lower(imp, node, ins):
 def lower_nhwc(imp, node, ins):
     raise imp.error("NhwcMaxPool (onnxruntime-optimized graphs) is not supported: give the "
                     "model before onnxruntime's graph optimisation")
+
+
+@fuses("MaxPool")
+def fuse(imp, op, q, qnode):
+    """Q(MaxPool(f(...))) = MaxPool(Q(f(...))) for the non-decreasing f and Q."""
+    codes = registry.fuse_inner(imp, op.inputs[0], q, qnode)
+    return emit_maxpool(imp, op.node, codes)

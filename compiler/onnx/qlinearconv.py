@@ -18,9 +18,6 @@ def emit_qlinearconv(imp, x: Codes, w: QConst, bias, attrs, out_q, base) -> Code
     sw = scale_vector(w.q)
     if sw.size not in (1, w.value.shape[0]):
         raise imp.error(f"{sw.size} weight scales for {w.value.shape[0]} output channels")
-    if w.q.zero_point.ndim and np.unique(w.q.zero_point).size > 1:
-        raise imp.error("per-channel weight zero points must all be equal (onnxruntime "
-                        "rejects others)")
     sy, _ = per_tensor(imp, out_q, "the Conv output")
     acc, shape = emit_conv_acc(imp, x, w, bias, attrs, base)
     m32 = ((np.float32(sx) * sw).astype(np.float32) / np.float32(sy)).astype(np.float32)

@@ -17,7 +17,7 @@ from . import registry
 from .float_island import requant_table
 from .lowering import emit_lut
 from .registry import lowers
-from .values import Codes, Const, Dequant, FloatInput, FloatOp, QConst
+from .values import Codes, Const, Dequant, FloatInput, FloatOp, QConst, float_inputs_synthetic
 
 
 def output_params(imp, node, ins, ndim):
@@ -69,7 +69,10 @@ def lower(imp, node, ins):
         # the fused kernel is named after the float op it implements (Conv, MatMul, ...)
         imp.node = x.node
         try:
-            return [fuse(imp, x, q, node)]
+            out = fuse(imp, x, q, node)
         finally:
             imp.node = node
+        if float_inputs_synthetic(x):
+            imp.float_path.append(x.node.name or x.node.op_type)
+        return [out]
     raise imp.error("QuantizeLinear of an integer tensor is not supported")

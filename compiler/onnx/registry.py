@@ -30,3 +30,16 @@ def fuses(op_type: str) -> Callable:
 
 def supported_ops() -> list[str]:
     return sorted({op if d in ("", "ai.onnx") else f"{d}.{op}" for d, op in LOWER})
+
+
+def fuse_inner(imp, inner, q, qnode):
+    """Close the float op ``inner`` with Q parameters ``q`` (its kernel named after it)."""
+    fn = FUSE.get(inner.node.op_type)
+    if fn is None:
+        dom = inner.node.op_type
+        raise imp.error(f"the float {dom} '{inner.node.name}' has no integer kernel", inner.node)
+    saved, imp.node = imp.node, inner.node
+    try:
+        return fn(imp, inner, q, qnode)
+    finally:
+        imp.node = saved

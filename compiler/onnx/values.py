@@ -45,6 +45,9 @@ class Dequant:
     """The float value DequantizeLinear(src) — kept symbolic."""
 
     src: Codes | QConst
+    # made by intflow, not by a DequantizeLinear node (e.g. Relu(DQ(c)) = DQ(max(c, zp))):
+    # onnxruntime runs the op that consumes it in float
+    synthetic: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -91,3 +94,12 @@ def describe(v: Value) -> str:
         Dequant: "a dequantised float tensor", FloatOp: "a float result",
         FloatInput: "a float graph input", FloatAcc: "a float accumulator result",
     }[type(v)]
+
+
+def float_inputs_synthetic(v: Value) -> bool:
+    """True when a pending float computation reads a value onnxruntime keeps in float."""
+    if isinstance(v, Dequant):
+        return v.synthetic
+    if isinstance(v, FloatOp):
+        return any(float_inputs_synthetic(i) for i in v.inputs if i is not None)
+    return False

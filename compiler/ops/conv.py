@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Bounds, Op
+from .base import Op
 
 
 def conv_int(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, strides: list[int],

@@ -7,8 +7,6 @@ zero_point, lo, hi (clamp bounds in output codes; a fused ReLU raises lo to the 
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import requant as rq
 from .base import Op
 
