@@ -40,8 +40,17 @@ class Importer:
     # ---- messages -------------------------------------------------------------------------
     def error(self, reason: str, node: onnx.NodeProto | None = None) -> ModelError:
         node = node or self.node
-        return ModelError(reason, file=self.path, node=node.name if node else None,
+        return ModelError(reason, file=self.path, node=self.node_label(node) if node else None,
                           op=node.op_type if node else None)
+
+    def node_label(self, node: onnx.NodeProto) -> str:
+        """The node's name, or its position in the graph when it has none."""
+        if node.name:
+            return node.name
+        for i, n in enumerate(self.loaded.model.graph.node):
+            if n is node or n == node:
+                return f"#{i}"
+        return "?"
 
     def note(self, text: str) -> None:
         if text not in self.g.notes:
@@ -63,6 +72,11 @@ class Importer:
     def const(self, v: Value | None, what: str) -> np.ndarray:
         if isinstance(v, Const):
             return v.value
+        if isinstance(v, Dequant) and isinstance(v.src, QConst):
+            # a quantised float parameter: DequantizeLinear of a constant, as onnxruntime
+            # computes it (f32(f32(x - zp) * s))
+            from .. import host
+            return host.dequantize(v.src.value, v.src.q, sample_axis=False)
         raise self.error(f"{what} must be a constant, got {describe(v) if v else 'nothing'}")
 
     def qparams(self, scale: Value | None, zero_point: Value | None, *, axis: int | None,
