@@ -216,8 +216,10 @@ def _round_sum(mx, ex, my, ey) -> F32:
     ``2**(top_x-26)``, hence of ``2**lo``. ``X + Yh`` is a multiple of ``2**lo`` (``ex >= lo``), so
     the interval, of length ``2**lo``, holds no boundary point, and the exact sum and the
     stand-in round alike. The sum is then formed exactly at exponent ``lo - 1``, magnitude below
-    ``2**(max(bits_x, 26) + 2) <= 2**50``. (For 24-bit operands this means: beyond 26 places of
-    exponent gap, the smaller one only contributes its sign.)
+    ``2**(max(bits_x, 26) + 2) <= 2**50``. (For two 24-bit operands ``lo = ex - 2``: Y keeps its
+    bits down to two places below X's last one, the rest collapses into one sticky bit — a
+    hardware adder's guard, round and sticky bits. The thresholds have a little slack:
+    ``top_x - 1`` in the exact test would also be correct.)
     """
     mx, ex, my, ey = np.broadcast_arrays(_i64(mx), _i64(ex), _i64(my), _i64(ey))
     # a zero takes the other operand's exponent, so it never widens the alignment

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import f32
+from ..requant import rint_saturating
 from .base import Op
 from .maxpool import window_positions
 
@@ -41,7 +42,7 @@ class AvgPool(Op):
         q = f32.div(s, f32.from_int(np.broadcast_to(cnt, s.m.shape)))
         q = f32.div(q, f32.F32(np.int64(a["sy"][0]), np.int64(a["sy"][1])))
         q = f32.add(q, f32.from_int(np.int64(a["zy"])))
-        return [np.clip(f32.rint(q), a["lo"], a["hi"])]
+        return [np.clip(rint_saturating(q), a["lo"], a["hi"])]
 
     @staticmethod
     def bounds(node, g, ins):
