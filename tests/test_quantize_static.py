@@ -25,6 +25,9 @@ from onnxruntime.quantization import (
 
 import intflow
 from intflow import ort
+from intflow.compiler import reference
+from intflow.compiler.dataflow import model as dataflow_model
+from intflow.compiler.dataflow.plan import plan
 from intflow.oracle import u8u8_oracle
 
 
@@ -162,7 +165,8 @@ def test_quantize_static_matches_onnxruntime(float_model, tmp_path, fmt, act, pe
     quantize_static(str(path), str(q), _Reader(rng, in_shape), quant_format=fmt,
                     activation_type=act, weight_type=QuantType.QInt8, per_channel=per_channel,
                     reduce_range=reduce_range, extra_options={"ActivationSymmetric": act_sym})
-    got = intflow.compile(q).run({"x": x})["y"]
+    design = intflow.compile(q)
+    got = design.run({"x": x})["y"]
     oracle = tmp_path / "oracle.onnx"
     onnx.save(u8u8_oracle(onnx.load(q)), oracle)
     want = ort.run(str(oracle), {"x": x})["y"]
@@ -171,3 +175,10 @@ def test_quantize_static_matches_onnxruntime(float_model, tmp_path, fmt, act, pe
     assert diff.size == 0, (f"{diff.size}/{want.size} elements differ; first at "
                             f"{np.unravel_index(diff[0], want.shape)}: intflow "
                             f"{got.ravel()[diff[0]]}, onnxruntime {want.ravel()[diff[0]]}")
+    # the streaming plan the hardware is built from computes the same integers
+    g = design.graph
+    feeds = reference.to_codes(g, {"x": x})
+    env = reference.run_codes(g, feeds)
+    streamed = dataflow_model.run(plan(g), g, feeds)
+    for o in g.outputs:
+        assert np.array_equal(streamed[o.tensor], env[o.tensor]), o.tensor

@@ -81,11 +81,14 @@ class Importer:
 
     def qparams(self, scale: Value | None, zero_point: Value | None, *, axis: int | None,
                 ndim: int | None, default: IntType | None = None,
-                what: str = "") -> QuantParams:
-        """Validated quantisation parameters from a scale and an optional zero point."""
+                what: str = "", shape: tuple[int, ...] | None = None) -> QuantParams:
+        """Validated quantisation parameters from a scale and an optional zero point
+        (``shape``: the quantised tensor's, to check a per-axis scale's length)."""
         s = np.asarray(self.const(scale, f"{what} scale"))
         if s.dtype != np.float32:
             raise self.error(f"{what} scale must be float32, got {s.dtype}")
+        if s.ndim > 1 and s.size > 1:
+            raise self.error(f"{what} scale must be a scalar or 1-D, got shape {list(s.shape)}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise self.error(f"{what} scale must be finite and > 0, got "
                              f"{s.ravel()[:4].tolist()}")
@@ -96,6 +99,9 @@ class Importer:
             dtype = default
         else:
             zpa = np.asarray(self.const(zero_point, f"{what} zero point"))
+            if not np.issubdtype(zpa.dtype, np.integer):
+                raise self.error(f"{what} zero point must be an integer tensor, got "
+                                 f"{zpa.dtype}")
             dtype = self.int_type(zpa.dtype, what)
             zp = zpa.astype(np.int64)
             if zp.shape != s.shape:
@@ -104,14 +110,20 @@ class Importer:
                 else:
                     raise self.error(f"{what} zero point shape {zp.shape} != scale shape "
                                      f"{s.shape}")
-        if s.ndim > 1 or (s.ndim == 1 and s.size == 1 and axis is None):
+        if s.ndim > 1 or s.size == 1:  # one value is per tensor whatever the axis
             s, zp = s.reshape(-1), zp.reshape(-1)
             if s.size == 1:
                 s, zp = s.reshape(()), zp.reshape(())
         if s.ndim == 0:
             axis = None
         elif ndim is not None:
-            axis = (axis if axis is not None else 1) % ndim
+            axis = axis if axis is not None else 1
+            if not -ndim <= axis < ndim:
+                raise self.error(f"{what} axis {axis} is out of range for a {ndim}-D tensor")
+            axis %= ndim
+            if shape is not None and s.size not in (1, shape[axis]):
+                raise self.error(f"{what}: {s.size} scales for axis {axis} of length "
+                                 f"{shape[axis]}")
         return QuantParams(s.astype(np.float32), zp, dtype, axis)
 
     def int_type(self, dt: np.dtype, what: str) -> IntType:

@@ -1,0 +1,460 @@
+"""Plan the streaming dataflow of an IntGraph: which engines, which stream orders.
+
+Every stream carries one element per word. Engines that need pixels in (h, w, c) order
+(SlidingWindow, GlobalSum, Concat) get canonical streams; MVAU accepts any order within a
+row by permuting its weight columns; layout ops relabel; a ``Reorder`` (a whole-tensor
+buffer) is inserted only where no relabelling serves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import IntType
+from ..ir import IntGraph, Node
+from ..ops.pool_geometry import pooled_size
+from .spec import Dataflow, Engine, Stream, canonical_order, channel_pattern, spatial
+
+
+class PlanError(ValueError):
+    """The graph has a node the streaming hardware does not implement yet."""
+
+
+def _inverse(p: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(p)
+    inv[p] = np.arange(p.size)
+    return inv
+
+
+class Planner:
+    def __init__(self, g: IntGraph) -> None:
+        self.g = g
+        self.streams: dict[str, Stream] = {}
+        self.engines: list[Engine] = []
+        # IR tensor -> (physical stream, order: position -> flat index of the IR tensor)
+        self.view: dict[str, tuple[str, np.ndarray]] = {}
+
+    # ---- streams --------------------------------------------------------------------------
+    def new_stream(self, base: str, tensor_shape, dtype: IntType, order=None) -> str:
+        name, i = base, 1
+        while name in self.streams:
+            name, i = f"{base}_{i}", i + 1
+        order = canonical_order(tuple(tensor_shape)) if order is None else order
+        self.streams[name] = Stream(name, dtype, tuple(tensor_shape), order)
+        return name
+
+    def add(self, kind: str, node: Node | None, inputs: list[str], outputs: list[str],
+            **params) -> Engine:
+        base = (node.name if node else kind).replace("/", "_")
+        name, i = f"{base}.{kind}", 1
+        while any(e.name == name for e in self.engines):
+            name, i = f"{base}.{kind}_{i}", i + 1
+        e = Engine(kind, name, inputs, outputs, params, [node.name] if node else [])
+        self.engines.append(e)
+        return e
+
+    def fetch(self, tensor: str, required: np.ndarray | None) -> str:
+        """The stream of ``tensor`` in the ``required`` order (reordering if needed)."""
+        s, order = self.view[tensor]
+        if required is None or np.array_equal(order, required):
+            return s
+        t = self.g.tensors[tensor]
+        out = self.new_stream(f"{tensor}_reordered", t.shape, t.dtype, required)
+        read = _inverse(order)[required]
+        self.add("Reorder", None, [s], [out], read=read, dtype=t.dtype)
+        self.view[tensor + "#reordered"] = (out, required)
+        return out
+
+    def produce(self, tensor: str, base: str | None = None, order=None) -> str:
+        t = self.g.tensors[tensor]
+        s = self.new_stream(base or tensor, t.shape, t.dtype, order)
+        self.view[tensor] = (s, self.streams[s].order)
+        return s
+
+    # ---- planning ---------------------------------------------------------------------------
+    def run(self) -> Dataflow:
+        g = self.g
+        inputs = []
+        for h in g.inputs:
+            inputs.append(self.produce(h.tensor))
+        consumers = {name: g.consumers(name) for name in g.tensors}
+        fused: set[str] = set()
+        for n in g.nodes:
+            if n.name in fused:
+                continue
+            requant = None
+            if n.op in ("Conv", "MatMul"):
+                acc = n.outputs[0]
+                cs = consumers.get(acc, [])
+                if (len(cs) == 1 and cs[0].op == "Requant" and acc not in g.output_names()):
+                    requant = cs[0]
+                    fused.add(requant.name)
+            handler = getattr(self, f"plan_{n.op}", None)
+            if handler is None:
+                raise PlanError(f"{n.op} ({n.name}) has no streaming engine yet")
+            handler(n, requant)
+        outputs = [self.view[o.tensor] for o in g.outputs]
+        df = Dataflow(self.engines, self.streams, inputs, [s for s, _ in outputs])
+        df.output_orders = [o for _, o in outputs]  # type: ignore[attr-defined]
+        insert_forks(df)
+        return df
+
+    # ---- requant parameters ---------------------------------------------------------------
+    def requant_params(self, r: Node, n_channels: int) -> dict:
+        g = self.g
+        mult = np.broadcast_to(g.const(r.inputs[1]), (n_channels,)).copy()
+        exp = np.broadcast_to(g.const(r.inputs[2]), (n_channels,)).copy()
+        a = r.attrs
+        return {"mode": a["mode"], "mult": mult, "exp": exp, "zero_point": a["zero_point"],
+                "lo": a["lo"], "hi": a["hi"], "out_dtype": g.tensors[r.outputs[0]].dtype}
+
+    def mvau(self, n: Node, requant: Node | None, x_stream: str, rows: int, w: np.ndarray,
+             bias: np.ndarray, out_tensor_shape, out_order=None) -> None:
+        g = self.g
+        k, nn = w.shape[1], w.shape[0]
+        out_t = requant.outputs[0] if requant is not None else n.outputs[0]
+        params = {"rows": rows, "k": k, "n": nn, "weights": w, "bias": bias,
+                  "in_dtype": self.streams[x_stream].dtype,
+                  "weight_dtype": IntType.fit(int(w.min(initial=0)), int(w.max(initial=0))),
+                  "acc_dtype": g.tensors[n.outputs[0]].dtype, "pe": 1, "simd": 1,
+                  "requant": self.requant_params(requant, nn) if requant is not None else None}
+        out = self.produce(out_t, order=out_order)
+        self.add("MVAU", n, [x_stream], [out], **params)
+        if requant is not None:
+            self.engines[-1].origin.append(requant.name)
+
+    # ---- one method per IntGraph op ---------------------------------------------------------
+    def plan_Conv(self, n: Node, requant: Node | None) -> None:
+        g = self.g
+        a = n.attrs
+        if a.get("x_zero_point", 0):
+            raise PlanError(f"{n.name}: input zero point not folded")
+        xt = g.tensors[n.inputs[0]]
+        c, h, w_ = spatial(xt.shape)
+        w = g.const(n.inputs[1])
+        o = w.shape[0]
+        nd = len(xt.shape) - 2
+        k = list(w.shape[2:]) if nd == 2 else [1, w.shape[2]]
+        strides = a["strides"] if nd == 2 else [1, a["strides"][0]]
+        dil = a["dilations"] if nd == 2 else [1, a["dilations"][0]]
+        pads = a["pads"] if nd == 2 else [0, a["pads"][0], 0, a["pads"][1]]
+        group = a["group"]
+        # dense weights (O, C, kh, kw): grouped/depthwise blocks with zeros elsewhere
+        dense = np.zeros((o, c, k[0], k[1]), dtype=np.int64)
+        cg, og = c // group, o // group
+        wr = w.reshape(o, cg, k[0], k[1])
+        for gi in range(group):
+            dense[gi * og:(gi + 1) * og, gi * cg:(gi + 1) * cg] = wr[gi * og:(gi + 1) * og]
+        wmat = dense.transpose(0, 2, 3, 1).reshape(o, -1)  # columns in (ky, kx, c) order
+        bias = g.const(n.inputs[2]) if len(n.inputs) > 2 else np.zeros(o, np.int64)
+        x = self.fetch(n.inputs[0], canonical_order(xt.shape))
+        oh = (h + pads[0] + pads[2] - dil[0] * (k[0] - 1) - 1) // strides[0] + 1
+        ow = (w_ + pads[1] + pads[3] - dil[1] * (k[1] - 1) - 1) // strides[1] + 1
+        pointwise = k == [1, 1] and strides == [1, 1] and not any(pads)
+        if not pointwise:
+            win = self.new_stream(f"{n.inputs[0]}_windows", (oh * ow, k[0] * k[1] * c),
+                                  xt.dtype)
+            self.add("SlidingWindow", n, [x], [win], channels=c, height=h, width=w_,
+                     kernel=k, stride=strides, dilation=dil, pads=pads,
+                     pad_value=a["pad_value"], out_height=oh, out_width=ow, dtype=xt.dtype)
+            x = win
+        self.mvau(n, requant, x, oh * ow, wmat, bias, None)
+
+    def plan_MatMul(self, n: Node, requant: Node | None) -> None:
+        g = self.g
+        if not g.is_const(n.inputs[1]):
+            raise PlanError(f"{n.name}: MatMul of two activations has no streaming engine yet")
+        if n.attrs.get("x_zero_point", 0) or n.attrs.get("w_zero_point", 0):
+            raise PlanError(f"{n.name}: zero points not folded")
+        xt = g.tensors[n.inputs[0]]
+        w = g.const(n.inputs[1])  # (K, N)
+        k, nn = w.shape
+        rows = xt.size // k
+        s, order = self.view[n.inputs[0]]
+        blocks = order.reshape(rows, k)
+        row_of = blocks // k
+        within = blocks % k
+        ok = bool(np.all(row_of == row_of[:, :1]) and np.all(within == within[:1]))
+        if not ok:
+            order = canonical_order(xt.shape)
+            s = self.fetch(n.inputs[0], order)
+            blocks = order.reshape(rows, k)
+        perm = blocks[0] % k  # stream column j carries logical element perm[j]
+        row_seq = blocks[:, 0] // k
+        wmat = w[perm, :].T  # (N, K) in stream order
+        bias = g.const(n.inputs[2]) if len(n.inputs) > 2 else np.zeros(nn, np.int64)
+        out_order = (row_seq[:, None] * nn + np.arange(nn)[None, :]).ravel()
+        self.mvau(n, requant, s, rows, wmat, bias, None, out_order=out_order)
+
+    def plan_MaxPool(self, n: Node, _r) -> None:
+        g = self.g
+        a = n.attrs
+        xt = g.tensors[n.inputs[0]]
+        c, h, w_ = spatial(xt.shape)
+        nd = len(xt.shape) - 2
+        if nd == 1:
+            k, s, d = [1, a["kernel_shape"][0]], [1, a["strides"][0]], [1, a["dilations"][0]]
+            p = [0, a["pads"][0], 0, a["pads"][1]]
+        else:
+            k, s, d, p = a["kernel_shape"], a["strides"], a["dilations"], list(a["pads"])
+        sizes = (h, w_)
+        outs = []
+        for i in range(2):
+            src_i = i if nd == 2 else (None if i == 0 else 0)
+            if src_i is None:
+                outs.append(1)
+                continue
+            o = pooled_size(sizes[i], k[i], s[i], p[i], p[i + 2], d[i], a.get("ceil_mode", 0))
+            # ceil mode: extend the end padding so floor division gives the same count
+            need = (o - 1) * s[i] + d[i] * (k[i] - 1) + 1 - sizes[i] - p[i]
+            p[i + 2] = max(p[i + 2], need)
+            outs.append(o)
+        x = self.fetch(n.inputs[0], canonical_order(xt.shape))
+        win = self.new_stream(f"{n.inputs[0]}_windows", (outs[0] * outs[1], k[0] * k[1] * c),
+                              xt.dtype)
+        self.add("SlidingWindow", n, [x], [win], channels=c, height=h, width=w_, kernel=k,
+                 stride=s, dilation=d, pads=p, pad_value=xt.dtype.min, out_height=outs[0],
+                 out_width=outs[1], dtype=xt.dtype)
+        out = self.produce(n.outputs[0])
+        self.add("WindowMax", n, [win], [out], rows=outs[0] * outs[1], window=k[0] * k[1],
+                 channels=c, dtype=xt.dtype)
+
+    def plan_GlobalAvgPool(self, n: Node, _r) -> None:
+        xt = self.g.tensors[n.inputs[0]]
+        c, h, w_ = spatial(xt.shape)
+        x = self.fetch(n.inputs[0], canonical_order(xt.shape))
+        out = self.produce(n.outputs[0])
+        self.add("GlobalSum", n, [x], [out], channels=c, pixels=h * w_,
+                 zero_point=n.attrs["x_zero_point"], in_dtype=xt.dtype,
+                 out_dtype=self.g.tensors[n.outputs[0]].dtype)
+
+    def _elementwise_channels(self, n: Node, axis: int | None) -> dict:
+        if axis is None:
+            return {"channels": 1, "channel_stride": 1}
+        s, order = self.view[n.inputs[0]]
+        shape = self.g.tensors[n.inputs[0]].shape
+        pat = channel_pattern(order, shape, axis)
+        if pat is None:
+            raise PlanError(f"{n.name}: per-channel parameters on an irregular stream order")
+        return {"channels": pat[0], "channel_stride": pat[1]}
+
+    def plan_Requant(self, n: Node, _r) -> None:
+        s, _ = self.view[n.inputs[0]]
+        ch = self._elementwise_channels(n, n.attrs.get("axis"))
+        params = self.requant_params(n, ch["channels"])
+        out = self.produce(n.outputs[0], order=self.view[n.inputs[0]][1])
+        self.add("Requant", n, [s], [out], in_dtype=self.g.tensors[n.inputs[0]].dtype,
+                 **ch, **params)
+
+    def plan_Lut(self, n: Node, _r) -> None:
+        s, order = self.view[n.inputs[0]]
+        ch = self._elementwise_channels(n, n.attrs.get("axis"))
+        table = np.atleast_2d(self.g.const(n.inputs[1]))
+        out = self.produce(n.outputs[0], order=order)
+        self.add("Lut", n, [s], [out], table=table, x_min=n.attrs["x_min"],
+                 in_dtype=self.g.tensors[n.inputs[0]].dtype,
+                 out_dtype=self.g.tensors[n.outputs[0]].dtype, **ch)
+
+    def plan_Clamp(self, n: Node, _r) -> None:
+        s, order = self.view[n.inputs[0]]
+        out = self.produce(n.outputs[0], order=order)
+        self.add("Clamp", n, [s], [out], lo=n.attrs["lo"], hi=n.attrs["hi"],
+                 dtype=self.g.tensors[n.outputs[0]].dtype)
+
+    def _binary(self, n: Node, kind: str) -> None:
+        g = self.g
+        a, b = n.inputs
+        out_shape = g.tensors[n.outputs[0]].shape
+        ins = []
+        consts = {}
+        order = None
+        for t in (a, b):
+            if not g.is_const(t):
+                if g.tensors[t].shape != out_shape:
+                    raise PlanError(f"{n.name}: broadcasting {kind} of activations has no "
+                                    "streaming engine yet")
+                if order is None:
+                    ins.append(self.view[t][0])
+                    order = self.view[t][1]
+                else:
+                    ins.append(self.fetch(t, order))
+        if order is None:
+            raise PlanError(f"{n.name}: {kind} of two constants")
+        for i, t in enumerate((a, b)):
+            if g.is_const(t):
+                full = np.broadcast_to(g.const(t), out_shape).ravel()
+                consts[i] = full[order]
+        out = self.produce(n.outputs[0], order=order)
+        self.add(kind, n, ins, [out], attrs=dict(n.attrs), constants=consts,
+                 in_dtypes=[g.tensors[t].dtype for t in (a, b)],
+                 out_dtype=g.tensors[n.outputs[0]].dtype)
+
+    def plan_Add(self, n: Node, _r) -> None:
+        self._binary(n, "Add")
+
+    def plan_Mul(self, n: Node, _r) -> None:
+        self._binary(n, "Mul")
+
+    def plan_Concat(self, n: Node, _r) -> None:
+        g = self.g
+        axis = n.attrs["axis"]
+        out_t = g.tensors[n.outputs[0]]
+        out_order = canonical_order(out_t.shape)
+        # which input, and which of its flat elements, each output flat index comes from
+        src_input = np.empty(out_t.size, np.int64)
+        src_flat = np.empty(out_t.size, np.int64)
+        offset = 0
+        ins = []
+        for i, t in enumerate(n.inputs):
+            shape = g.tensors[t].shape
+            idx = np.arange(int(np.prod(shape))).reshape(shape)
+            sl = [slice(None)] * len(shape)
+            sl[axis] = slice(offset, offset + shape[axis])
+            full_in = np.full(out_t.shape, -1, np.int64)
+            full_in[tuple(sl)] = idx
+            mask = full_in.ravel() >= 0
+            src_input[mask] = i
+            src_flat[mask] = full_in.ravel()[mask]
+            offset += shape[axis]
+        seq_in = src_input[out_order]
+        seq_flat = src_flat[out_order]
+        for i, t in enumerate(n.inputs):
+            if g.is_const(t):
+                raise PlanError(f"{n.name}: Concat with a constant has no streaming engine yet")
+            ins.append(self.fetch(t, seq_flat[seq_in == i]))
+        runs: list[list[int]] = []
+        for v in seq_in:
+            if runs and runs[-1][0] == v:
+                runs[-1][1] += 1
+            else:
+                runs.append([int(v), 1])
+        pattern, repeat = _periodic(runs)
+        out = self.produce(n.outputs[0], order=out_order)
+        self.add("Concat", n, ins, [out], pattern=pattern, repeat=repeat,
+                 dtype=out_t.dtype)
+
+    def plan_Reshape(self, n: Node, _r) -> None:
+        self.view[n.outputs[0]] = self.view[n.inputs[0]]  # row-major flat indices unchanged
+
+    def plan_Transpose(self, n: Node, _r) -> None:
+        s, order = self.view[n.inputs[0]]
+        shape = self.g.tensors[n.inputs[0]].shape
+        perm = n.attrs["perm"]
+        # flat index in the output of every flat index of the input
+        idx = np.arange(int(np.prod(shape))).reshape(shape).transpose(perm).ravel()
+        out_of_in = _inverse(idx)
+        self.view[n.outputs[0]] = (s, out_of_in[order])
+
+    def plan_AvgPool(self, n: Node, _r) -> None:
+        """SlidingWindow (pads hold zx, whose xf is 0) + WindowAvg (rounded sums and
+        per-count thresholds, see ``avgpool.py``)."""
+        from ..ops.maxpool import window_positions
+        from . import avgpool as ap
+        g = self.g
+        a = n.attrs
+        xt = g.tensors[n.inputs[0]]
+        c, h, w_ = spatial(xt.shape)
+        nd = len(xt.shape) - 2
+        table = g.const(n.inputs[1])
+        xfix, e_min = ap.fixed_point_table(table[0], table[1])
+        zero_codes = np.flatnonzero(table[0] == 0)
+        if zero_codes.size != 1:
+            raise PlanError(f"{n.name}: AvgPool input scale gives no unique zero code")
+        zx = int(zero_codes[0]) + a["x_min"]
+        if nd == 1:
+            k, s, d = [1, a["kernel_shape"][0]], [1, a["strides"][0]], [1, 1]
+            p = [0, a["pads"][0], 0, a["pads"][1]]
+        else:
+            k, s, d, p = list(a["kernel_shape"]), list(a["strides"]), [1, 1], list(a["pads"])
+        sizes = (h, w_)
+        outs = []
+        for i in range(2):
+            if nd == 1 and i == 0:
+                outs.append(1)
+                continue
+            ii = i if nd == 2 else 0
+            o = pooled_size(sizes[i], k[i], s[i], a["pads"][ii], a["pads"][ii + nd], 1,
+                            a.get("ceil_mode", 0))
+            p[i + 2] = max(p[i + 2], (o - 1) * s[i] + k[i] - sizes[i] - p[i])
+            outs.append(o)
+        # in-bounds count of every output pixel (the reference's window geometry)
+        cnt = None
+        for _idx, valid in window_positions(xt.shape[2:], a):
+            cnt = valid.astype(np.int64) if cnt is None else cnt + valid
+        taps = k[0] * k[1]
+        cnt = np.full(outs[0] * outs[1], taps) if a["count_include_pad"] else cnt.ravel()
+        counts = sorted({int(v) for v in cnt})
+        s_lo = taps * int(min(xfix.min(), 0))
+        s_hi = taps * int(max(xfix.max(), 0))
+        thr = np.stack([ap.thresholds(e_min, cn, a["sy"], a["zy"], a["lo"], a["hi"], s_lo, s_hi)
+                        for cn in counts])
+        x = self.fetch(n.inputs[0], canonical_order(xt.shape))
+        win = self.new_stream(f"{n.inputs[0]}_windows", (outs[0] * outs[1], taps * c),
+                              xt.dtype)
+        self.add("SlidingWindow", n, [x], [win], channels=c, height=h, width=w_, kernel=k,
+                 stride=s, dilation=d, pads=p, pad_value=zx, out_height=outs[0],
+                 out_width=outs[1], dtype=xt.dtype)
+        out = self.produce(n.outputs[0])
+        self.add("WindowAvg", n, [win], [out], rows=outs[0] * outs[1], window=taps,
+                 channels=c, x_min=a["x_min"], fixed_table=xfix,
+                 count_index=np.searchsorted(counts, cnt), thresholds=thr, lo=a["lo"],
+                 in_dtype=xt.dtype, out_dtype=g.tensors[n.outputs[0]].dtype,
+                 sum_bits=IntType.fit(s_lo, s_hi).bits)
+
+
+def _periodic(runs: list[list[int]]) -> tuple[list[list[int]], int]:
+    """Shortest prefix of ``runs`` whose repetition gives all of them."""
+    n = len(runs)
+    for p in range(1, n + 1):
+        if n % p == 0 and all(runs[i] == runs[i % p] for i in range(n)):
+            return runs[:p], n // p
+    return runs, 1
+
+
+def insert_forks(df: Dataflow) -> None:
+    """A stream read by several engines (or by an engine and the host) goes through a Fork
+    whose branches each buffer the whole tensor, so no branch can starve another (the safe
+    depth; ``schedule`` may lower it)."""
+    readers: dict[str, int] = {}
+    for e in df.engines:
+        for s in e.inputs:
+            readers[s] = readers.get(s, 0) + 1
+    for s in df.outputs:
+        readers[s] = readers.get(s, 0) + 1
+    for s, count in readers.items():
+        if count < 2:
+            continue
+        src = df.streams[s]
+        branches = []
+        for i in range(count):
+            name = f"{s}_fork{i}"
+            df.streams[name] = Stream(name, src.dtype, src.shape, src.order, src.length + 2)
+            branches.append(name)
+        it = iter(branches)
+        for e in df.engines:
+            e.inputs = [next(it) if x == s else x for x in e.inputs]
+        df.outputs = [next(it) if x == s else x for x in df.outputs]
+        df.engines.append(Engine("Fork", f"{s}.Fork", [s], branches, {"dtype": src.dtype}))
+    order_engines(df)
+
+
+def order_engines(df: Dataflow) -> None:
+    """Topological order of the engines (forks were appended at the end)."""
+    ready = set(df.inputs)
+    done: list[Engine] = []
+    pending = list(df.engines)
+    while pending:
+        for e in pending:
+            if all(s in ready for s in e.inputs):
+                done.append(e)
+                ready.update(e.outputs)
+                pending.remove(e)
+                break
+        else:
+            raise PlanError("dataflow graph has a cycle")
+    df.engines = done
+
+
+def plan(g: IntGraph) -> Dataflow:
+    """The streaming dataflow of ``g`` (PE = SIMD = 1 everywhere; ``fold`` sets them)."""
+    return Planner(g).run()
