@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -20,13 +22,49 @@ exit codes: 0 ok, 1 mismatch or failed build, 2 bad input (one line naming file,
 """
 
 
-def _shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
-    try:
-        name, dims = text.split("=", 1)
-        return name, tuple(int(d) for d in dims.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--input-shape wants NAME=d0,d1,..., got {text!r}") from None
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (the contract: one line on stderr, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _input_shapes(a) -> dict[str, tuple[int, ...]]:
+    """--input-shape NAME=d0,d1,... (repeatable) -> {name: dims}; a malformed one names the
+    model it was meant for."""
+    shapes = {}
+    for text in a.input_shape:
+        name, _, dims = text.partition("=")
+        try:
+            if not name or not dims:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise ModelError(f"--input-shape wants NAME=d0,d1,... (integers), got {text!r}",
+                             file=a.model) from None
+    return shapes
+
+
+def _check_target(path: str, *, directory: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written or must not be
+    replaced: a file where OUT/ should go, a directory where Y.npz should go, a parent that
+    is a file, or an existing directory that is not an intflow output."""
+    p = Path(path)
+    if p.is_dir():
+        if not directory:
+            raise ModelError("is a directory; the outputs need a file name (Y.npz)", file=path)
+        if any(p.iterdir()) and not (p / "graph.json").is_file():
+            raise ModelError("exists and is not an intflow output directory (no graph.json); "
+                             "refusing to replace it", file=path)
+    elif p.exists() or p.is_symlink():
+        if directory:
+            raise ModelError("exists and is not a directory; refusing to replace it",
+                             file=path)
+    for parent in p.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ModelError(f"cannot create it: '{parent}' is not a directory", file=path)
+            break
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -35,15 +73,27 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="ort: bit-exact to onnxruntime's float32 requantisation, emulated in "
                         "integers (default); dyadic: gemmlowp/TFLite fixed-point multiplier "
                         "and shift, cheaper, bit-exact only to itself")
-    p.add_argument("--input-shape", type=_shape_arg, action="append", default=[],
+    p.add_argument("--input-shape", action="append", default=[],
                    metavar="NAME=d0,d1,...",
                    help="static shape of an input with dynamic dimensions besides the batch "
                         "axis (repeatable)")
 
 
+def _fold_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fold", default="auto", metavar="min|max|auto|FILE.json",
+                   help="PE x SIMD per layer: min (one multiplier per layer), max (fastest), "
+                        "auto (balanced pipeline within --max-multipliers / --target-ii, "
+                        "default), or a JSON file {layer: {\"pe\": P, \"simd\": S}}")
+    p.add_argument("--max-multipliers", type=int, default=None, metavar="N",
+                   help="multiplier budget for --fold auto (e.g. the device's DSP count)")
+    p.add_argument("--target-ii", type=int, default=None, metavar="CYCLES",
+                   help="initiation interval --fold auto aims for (the fewest multipliers "
+                        "that reach it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="intflow", description=DESCRIPTION,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(prog="intflow", description=DESCRIPTION,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compile", help="ONNX -> IntGraph (OUT/graph.json + constants.npz) and "
@@ -54,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "requant mode.")
     _common(c)
     c.add_argument("-o", "--out", required=True, help="output directory (written atomically)")
+    _fold_args(c)
 
     r = sub.add_parser("run", help="run the model on X.npz, write Y.npz",
                        description="Run MODEL on the arrays in --inputs (an .npz keyed by "
@@ -74,20 +125,38 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_compile(a) -> int:
     from .design import compile as compile_design
     t0 = time.perf_counter()
-    d = compile_design(a.model, requant=a.requant, input_shapes=dict(a.input_shape))
-    d.save(a.out)
+    _check_target(a.out, directory=True)
+    d = compile_design(a.model, requant=a.requant, input_shapes=_input_shapes(a),
+                       fold=a.fold, max_multipliers=a.max_multipliers, target_ii=a.target_ii)
+    hardware = True
+    try:
+        d.dataflow()
+    except ModelError as e:
+        if a.fold not in ("auto", "min", "max"):
+            raise  # a folding file that does not fit the model
+        hardware = False
+        d.graph.notes.append(f"no hardware for this graph yet: {e.reason}")
+    try:
+        d.save(a.out, hardware=hardware)
+    except OSError as e:
+        raise ModelError(f"cannot write the output directory: {e.strerror or e}",
+                         file=a.out) from None
     print(d.table())
+    if hardware:
+        print()
+        print((Path(a.out) / "estimate.txt").read_text().rstrip())
     for n in d.graph.notes:
         print(f"note: {n}")
-    print(f"wrote {a.out}/graph.json, constants.npz, layers.txt "
-          f"({time.perf_counter() - t0:.2f} s)")
+    written = "graph.json, constants.npz, layers.txt" + (", estimate.json" if hardware else "")
+    print(f"wrote {a.out}/{{{written}}} ({time.perf_counter() - t0:.2f} s)")
     return 0
 
 
 def cmd_run(a) -> int:
     from .arrays import load_inputs, save_outputs
     from .design import compile as compile_design
-    d = compile_design(a.model, requant=a.requant, input_shapes=dict(a.input_shape))
+    _check_target(a.outputs, directory=False)
+    d = compile_design(a.model, requant=a.requant, input_shapes=_input_shapes(a))
     inputs = load_inputs(a.inputs, d.graph)
     n = next(iter(inputs.values())).shape[0]
     t0 = time.perf_counter()
@@ -122,11 +191,15 @@ def _compare(model: str, inputs, outs) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
-    a = ap.parse_args(argv)
+    try:
+        a = ap.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, one line already printed)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return {"compile": cmd_compile, "run": cmd_run}[a.command](a)
     except ModelError as e:
-        print(f"intflow: error: {e}", file=sys.stderr)
+        # one line, whatever a library put into the reason
+        print(" ".join(f"intflow: error: {e}".split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("intflow: interrupted", file=sys.stderr)

@@ -26,6 +26,25 @@ ENGINES = ("reference",)
 class Design:
     model_path: str
     graph: IntGraph
+    fold: str | None = None  # None/"min", "max", "auto" or a JSON file (see fold.apply_fold)
+    max_multipliers: int | None = None
+    target_ii: int | None = None
+
+    def dataflow(self):
+        """The folded streaming plan the hardware is generated from."""
+        from .compiler.dataflow.fold import apply_fold
+        from .compiler.dataflow.plan import PlanError, plan
+        try:
+            df = plan(self.graph)
+            apply_fold(df, self.fold, max_multipliers=self.max_multipliers,
+                       target_ii=self.target_ii)
+        except (PlanError, ValueError) as e:
+            raise ModelError(str(e), file=self.model_path) from None
+        return df
+
+    def estimate(self, family: str = "ice40") -> dict:
+        from .compiler.dataflow.estimate import estimate
+        return estimate(self.dataflow(), family)
 
     def run(self, inputs: Mapping[str, np.ndarray], engine: str = "reference"
             ) -> dict[str, np.ndarray]:
@@ -38,15 +57,25 @@ class Design:
     def table(self) -> str:
         return format_table(self.graph)
 
-    def save(self, out_dir: str | os.PathLike) -> None:
-        """Write OUT/graph.json, OUT/constants.npz and OUT/layers.txt, atomically: the
-        directory appears complete or not at all."""
+    def _save_hardware(self, out: Path) -> None:
+        import json
+
+        from .compiler.dataflow.estimate import format_estimate
+        est = self.estimate()
+        (out / "estimate.json").write_text(json.dumps(est, indent=1, default=str) + "\n")
+        (out / "estimate.txt").write_text(format_estimate(est) + "\n")
+
+    def save(self, out_dir: str | os.PathLike, hardware: bool = False) -> None:
+        """Write OUT/graph.json, OUT/constants.npz and OUT/layers.txt (and with ``hardware``
+        OUT/estimate.json), atomically: the directory appears complete or not at all."""
         out = Path(out_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
         try:
             self.graph.save(tmp)
             (tmp / "layers.txt").write_text(self.table() + "\n")
+            if hardware:
+                self._save_hardware(tmp)
             if out.exists():
                 old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
                 os.replace(out, old / "x")
@@ -60,7 +89,9 @@ class Design:
 
 
 def compile(path: str | os.PathLike, *, requant: str = "ort",  # noqa: A001 (the API's name)
-            input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Design:
+            input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+            fold: str | None = None, max_multipliers: int | None = None,
+            target_ii: int | None = None) -> Design:
     """Compile a quantized ONNX model; raises ModelError on bad input."""
     g = compile_model(str(path), requant=requant, input_shapes=dict(input_shapes or {}))
-    return Design(str(path), g)
+    return Design(str(path), g, fold, max_multipliers, target_ii)

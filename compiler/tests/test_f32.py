@@ -19,6 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from intflow.compiler import f32
 from intflow.compiler.f32 import F32
 
