@@ -23,7 +23,10 @@ def compile_model(path: str, *, requant: str = "ort",
     loaded = load(path, input_shapes)
     g = Importer(loaded, requant).run()
     g.prune()
-    g = run_to_fixed_point(g, [FoldZeroPoints(), FuseClamp(), ProveWidths()])
+    try:
+        g = run_to_fixed_point(g, [FoldZeroPoints(), FuseClamp(), ProveWidths()])
+    except ModelError as e:
+        raise e.located(path) from None
     g.check()
     return g
 

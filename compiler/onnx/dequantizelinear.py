@@ -25,7 +25,7 @@ def lower(imp, node, ins):
             raise imp.error("DequantizeLinear input must be an integer tensor")
         dtype = imp.int_type(x.value.dtype, "DequantizeLinear input")
         q = imp.qparams(ins[1], zp, axis=a.get("axis", 1), ndim=x.value.ndim, default=dtype,
-                        what="DequantizeLinear")
+                        what="DequantizeLinear", shape=x.value.shape)
         if q.dtype != dtype:
             raise imp.error(f"zero point type {q.dtype} differs from the input type {dtype}")
         if dtype == INT32 and np.any(q.zero_point != 0):
@@ -34,7 +34,8 @@ def lower(imp, node, ins):
     if isinstance(x, Codes):
         dtype = imp.g.tensors[x.tensor].dtype
         q = imp.qparams(ins[1], zp, axis=a.get("axis", 1), ndim=len(x.shape),
-                        default=x.q.dtype if x.q else dtype, what="DequantizeLinear")
+                        default=x.q.dtype if x.q else dtype, what="DequantizeLinear",
+                        shape=x.shape)
         if x.q is not None and q.dtype != x.q.dtype:
             raise imp.error(f"zero point type {q.dtype} differs from the input type "
                             f"{x.q.dtype}")

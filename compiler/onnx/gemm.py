@@ -69,10 +69,20 @@ def fuse(imp, op, q, qnode):
         raise imp.error("Gemm of a constant input is not supported", op.node)
     a, b = gemm_operands(imp, a, b, op.attrs)
     bias = gemm_bias(imp, op)
+    alpha = op.attrs.get("alpha", 1.0)
     if bias is not None:
         bias = check_bias_shape(imp, bias, b.value.shape[1])
-    return emit_qlinearmatmul(imp, a, b, q, qnode.output[0], bias=bias,
-                              alpha=op.attrs.get("alpha", 1.0))
+        if alpha != 1.0:
+            # QGemm would scale the bias by alpha too, so onnxruntime does not fuse this and
+            # runs Gemm in float: y = alpha*A*B + C. Rescale the bias to alpha*sa*sb[j].
+            imp.float_path.append(op.node.name or "Gemm")
+            from .conv import host_dequant
+            real = np.broadcast_to(np.asarray(host_dequant(op.inputs[2].src), np.float64)
+                                   .reshape(-1), bias.shape)
+            acc_scale = (float(alpha) * np.float64(a.q.scale)
+                         * np.atleast_1d(b.q.scale).astype(np.float64))
+            bias = np.round(real / acc_scale).astype(np.int64)
+    return emit_qlinearmatmul(imp, a, b, q, qnode.output[0], bias=bias, alpha=alpha)
 
 
 @lowers("QGemm", "com.microsoft")

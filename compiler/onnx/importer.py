@@ -87,7 +87,7 @@ class Importer:
         s = np.asarray(self.const(scale, f"{what} scale"))
         if s.dtype != np.float32:
             raise self.error(f"{what} scale must be float32, got {s.dtype}")
-        if s.ndim > 1 and s.size > 1:
+        if (s.ndim > 1 and s.size > 1) or s.size == 0:
             raise self.error(f"{what} scale must be a scalar or 1-D, got shape {list(s.shape)}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise self.error(f"{what} scale must be finite and > 0, got "
@@ -172,12 +172,18 @@ class Importer:
                 t = self.g.add_tensor(_clean(vi.name), shape, itype)
                 self.g.inputs.append(HostInput(t, vi.name, str(np.dtype(dt)), shape, None))
                 self.env[vi.name] = Codes(t, shape, None)
-        for node in m.graph.node:
-            self.node = node
-            self.lower_node(node)
-        self.node = None
         from .outputs import lower_outputs  # the host epilogues
-        lower_outputs(self)
+        try:
+            # absurd scales overflow the float32 multipliers: an error, not a warning
+            with np.errstate(over="raise", divide="raise", invalid="raise"):
+                for node in m.graph.node:
+                    self.node = node
+                    self.lower_node(node)
+                self.node = None
+                lower_outputs(self)
+        except FloatingPointError as e:
+            raise self.error(f"float32 arithmetic on the quantisation parameters fails ({e}): "
+                             "are the scales absurdly large or small?") from None
         if self.saturating:
             from .saturation import note
             self.note(note(self.saturating))

@@ -67,7 +67,11 @@ def _apply(imp, v, new_shape, perm=None):
 
 
 def _resolve_reshape(imp, shape, target, allowzero):
-    target = [int(t) for t in target]
+    t = np.asarray(target)
+    if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
+        raise imp.error(f"Reshape shape must be a 1-D integer tensor, got {t.dtype} of shape "
+                        f"{list(t.shape)}")
+    target = [int(x) for x in t]
     out = []
     for i, t in enumerate(target):
         if t == 0 and not allowzero:

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
+from onnx.helper import get_all_tensor_dtypes
 
+from ..dtypes import ONNX_INT_TYPES
 from ..errors import ModelError
 
 OPSET_MIN, OPSET_MAX = 10, 21
@@ -32,18 +34,79 @@ class LoadedModel:
     opset: int
 
 
+# ops that only a quantized model holds (onnxruntime QDQ / QOperator / integer ops, QONNX)
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QGemm",
+                 "Quant", "IntQuant", "BipolarQuant", "Trunc", "QuantizeBFP"}
+KNOWN_TYPES = set(get_all_tensor_dtypes()) - {TensorProto.UNDEFINED}
+FLOAT_TYPE_NAMES = {TensorProto.FLOAT16: "float16", TensorProto.DOUBLE: "float64",
+                    TensorProto.BFLOAT16: "bfloat16"}
+
+
 def _fail(path: str, reason: str, node: str | None = None, op: str | None = None) -> ModelError:
     return ModelError(reason, file=path, node=node, op=op)
 
 
-def _check_external_data(model: onnx.ModelProto, path: str) -> None:
-    base = Path(path).resolve().parent
+def _one_line(text: str, limit: int = 300) -> str:
+    """A library's (possibly multi-line) message as one line of at most ``limit`` chars."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _all_tensors(model: onnx.ModelProto) -> list[TensorProto]:
+    """Initializers and the tensors held in node attributes (Constant values)."""
     tensors = list(model.graph.initializer)
     for n in model.graph.node:
         for a in n.attribute:
             if a.type == onnx.AttributeProto.TENSOR:
                 tensors.append(a.t)
-    for t in tensors:
+            elif a.type == onnx.AttributeProto.TENSORS:
+                tensors.extend(a.tensors)
+    return tensors
+
+
+def _check_sizes(model: onnx.ModelProto, path: str) -> None:
+    """Refuse absurd declared sizes before anything allocates them (a 2^40-element tensor
+    costs a few bytes to declare)."""
+    def check(t: TensorProto, what: str, node: onnx.NodeProto | None = None) -> None:
+        dims = tuple(t.dims)
+        if any(d < 0 or d > MAX_DIM for d in dims) or _elem_count(dims) > MAX_ELEMENTS:
+            raise _fail(path, f"{what} has absurd shape {list(dims)} (limit {MAX_ELEMENTS} "
+                        f"elements, {MAX_DIM} per axis)", node=node and node.name,
+                        op=node and node.op_type)
+
+    for t in model.graph.initializer:
+        check(t, f"initializer '{t.name}'")
+    for n in model.graph.node:
+        for a in n.attribute:
+            for t in [a.t] if a.type == onnx.AttributeProto.TENSOR else a.tensors:
+                check(t, f"attribute '{a.name}' (tensor '{t.name}')", n)
+
+
+def _check_names(model: onnx.ModelProto, path: str) -> None:
+    """Every node input is a graph input, an initializer or an earlier node's output, and
+    every graph output is produced (onnx.checker says so too, without naming the node)."""
+    defined = {vi.name for vi in model.graph.input} | {t.name for t in model.graph.initializer}
+    for i, n in enumerate(model.graph.node):
+        for name in n.input:
+            if name and name not in defined:
+                raise _fail(path, f"input '{name}' is not a graph input, an initializer or the "
+                            "output of an earlier node (a dangling name, or nodes out of "
+                            "topological order)", node=n.name or f"#{i}", op=n.op_type)
+        defined.update(o for o in n.output if o)
+    for vo in model.graph.output:
+        if vo.name not in defined:
+            raise _fail(path, f"graph output '{vo.name}' is not produced by any node")
+
+
+def _is_quantized_op(n: onnx.NodeProto) -> bool:
+    t = n.op_type
+    return (t in QUANTIZED_OPS or t.startswith("QLinear") or t.endswith("Integer")
+            or "IntegerToFloat" in t)
+
+
+def _check_external_data(model: onnx.ModelProto, path: str) -> None:
+    base = Path(path).resolve().parent
+    for t in _all_tensors(model):
         if t.data_location != TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in t.external_data}
@@ -64,9 +127,14 @@ def load(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> L
     """Read, validate and make static the ONNX model at ``path``."""
     input_shapes = dict(input_shapes or {})
     p = Path(path)
+    if p.is_dir():
+        raise _fail(path, "is a directory, not an ONNX file")
     if not p.is_file():
         raise _fail(path, "no such file")
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise _fail(path, f"cannot read the file: {e.strerror or e}") from None
     if not data:
         raise _fail(path, "the file is empty, not an ONNX model")
     try:
@@ -77,11 +145,12 @@ def load(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> L
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise _fail(path, "not an ONNX model: no graph or no nodes (truncated or corrupted "
                     "file?)")
+    _check_sizes(model, path)
     _check_external_data(model, path)
     try:
         onnx.external_data_helper.load_external_data_for_model(model, str(p.resolve().parent))
     except Exception as e:
-        raise _fail(path, f"cannot read external data: {e}") from None
+        raise _fail(path, f"cannot read external data: {_one_line(str(e))}") from None
 
     opset = None
     for imp in model.opset_import:
@@ -92,18 +161,40 @@ def load(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> L
     if not OPSET_MIN <= opset <= OPSET_MAX:
         raise _fail(path, f"opset {opset} is not supported (intflow reads opsets "
                     f"{OPSET_MIN}-{OPSET_MAX}; convert with onnx.version_converter)")
+    _check_names(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = _one_line(str(e)) or type(e).__name__
         raise _fail(path, f"invalid ONNX model: {msg}") from None
+    for t in model.graph.initializer:
+        try:
+            numpy_helper.to_array(t)
+        except Exception as e:
+            raise _fail(path, f"initializer '{t.name}': its data does not match its type and "
+                        f"shape {list(t.dims)} ({_one_line(str(e))})") from None
+    if not any(_is_quantized_op(n) for n in model.graph.node):
+        raise _fail(path, "no quantized ops: quantize it with onnxruntime.quantization first "
+                    "(quantize_static, QDQ or QOperator format)")
 
     inits = {t.name for t in model.graph.initializer}
-    for t in model.graph.initializer:
-        dims = tuple(t.dims)
-        if any(d < 0 or d > MAX_DIM for d in dims) or _elem_count(dims) > MAX_ELEMENTS:
-            raise _fail(path, f"initializer '{t.name}' has absurd shape {list(dims)} (limit "
-                        f"{MAX_ELEMENTS} elements, {MAX_DIM} per axis)")
+    for vi in model.graph.input:
+        if vi.name in inits or not vi.type.HasField("tensor_type"):
+            continue
+        elem = vi.type.tensor_type.elem_type
+        if elem in FLOAT_TYPE_NAMES:
+            raise _fail(path, f"graph input '{vi.name}' is {FLOAT_TYPE_NAMES[elem]}; only "
+                        "float32 float inputs are supported")
+        if elem != TensorProto.FLOAT and elem not in ONNX_INT_TYPES:
+            name = TensorProto.DataType.Name(elem).lower() if elem in \
+                TensorProto.DataType.values() else str(elem)
+            raise _fail(path, f"graph input '{vi.name}' has type {name}; intflow takes float32 "
+                        "or integer inputs")
+    for vo in model.graph.output:
+        if vo.type.HasField("tensor_type") and vo.type.tensor_type.elem_type not in \
+                KNOWN_TYPES:
+            raise _fail(path, f"graph output '{vo.name}' has an unknown element type "
+                        f"{vo.type.tensor_type.elem_type}")
 
     shapes: dict[str, tuple[int, ...]] = {}
     batch_inputs: set[str] = set()
@@ -135,7 +226,10 @@ def load(path: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> L
                             f"--input-shape {vi.name}=" + ",".join(
                                 "1" if d is None else str(d) for d in dims))
             shape = tuple(int(d) for d in dims)  # type: ignore[arg-type]
-        if any(d <= 0 or d > MAX_DIM for d in shape) or _elem_count(shape) > MAX_ELEMENTS:
+        if any(d <= 0 for d in shape):
+            raise _fail(path, f"graph input '{vi.name}' has shape {list(shape)}: dimensions "
+                        "must be positive")
+        if any(d > MAX_DIM for d in shape) or _elem_count(shape) > MAX_ELEMENTS:
             raise _fail(path, f"graph input '{vi.name}' has absurd shape {list(shape)} (limit "
                         f"{MAX_ELEMENTS} elements, {MAX_DIM} per axis)")
         shapes[vi.name] = shape

@@ -67,11 +67,25 @@ def scale_vector(q: QuantParams) -> np.ndarray:
     return np.atleast_1d(q.scale).astype(np.float32)
 
 
+def check_window(imp, nd: int, **lists: list[int]) -> None:
+    """Conv/pool attributes: as many values as the window has axes (pads: twice), kernel,
+    strides and dilations >= 1, pads >= 0."""
+    for name, v in lists.items():
+        n, lo = (2 * nd, 0) if name == "pads" else (nd, 1)
+        if len(v) != n:
+            raise imp.error(f"{name} {list(v)} has {len(v)} values; a {nd}-D window needs {n}")
+        if any(int(x) < lo for x in v):
+            raise imp.error(f"{name} {list(v)}: every value must be >= {lo}")
+
+
 def conv_geometry(imp, attrs: dict, x_shape: tuple[int, ...], w_shape: tuple[int, ...]):
     """Normalised Conv attributes (explicit pads) and the output shape."""
     nd = len(x_shape) - 2
     if nd not in (1, 2):
         raise imp.error(f"only 1-D and 2-D convolutions are supported (input {list(x_shape)})")
+    if len(w_shape) != nd + 2:
+        raise imp.error(f"weights {list(w_shape)} do not fit a {nd}-D convolution of the "
+                        f"input {list(x_shape)}")
     k = list(attrs.get("kernel_shape", w_shape[2:]))
     if list(k) != list(w_shape[2:]):
         raise imp.error(f"kernel_shape {k} does not match the weights {list(w_shape)}")
@@ -79,6 +93,9 @@ def conv_geometry(imp, attrs: dict, x_shape: tuple[int, ...], w_shape: tuple[int
     dil = list(attrs.get("dilations", [1] * nd))
     group = int(attrs.get("group", 1))
     pads = list(attrs.get("pads", [0] * (2 * nd)))
+    check_window(imp, nd, kernel_shape=k, strides=strides, dilations=dil, pads=pads)
+    if group < 1:
+        raise imp.error(f"group {group} must be >= 1")
     auto = attrs.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0] * (2 * nd)
@@ -169,6 +186,17 @@ def emit_lut(imp, x: Codes, table: np.ndarray, out_q: QuantParams | None, base: 
     t = imp.emit("Lut", [x.tensor, imp.add_const(base + "_table", table, dtype)], x.shape,
                  dtype, {"x_min": xt.min, "axis": axis}, base=base)
     return Codes(t, x.shape, out_q)
+
+
+def int_codes(imp, a: np.ndarray, q: QuantParams, what: str) -> np.ndarray:
+    """A constant quantised operand's codes as int64: integers of the zero point's type."""
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise imp.error(f"{what} must be an integer tensor, got {a.dtype}")
+    t = imp.int_type(a.dtype, what)
+    if t != q.dtype:
+        raise imp.error(f"{what}: zero point type {q.dtype} differs from its type {t}")
+    return a.astype(np.int64)
 
 
 def int32_const(imp, v, what: str) -> np.ndarray:

@@ -18,6 +18,9 @@ def lower(imp, node, ins):
         raise imp.error("MatMul inputs must be DequantizeLinear outputs (a QDQ model); float "
                         "MatMul is not supported: quantize the model with onnxruntime first")
     bshape = b.shape
+    if len(a.shape) < 2 or len(bshape) < 2:
+        raise imp.error(f"MatMul operands of shapes {list(a.shape)} and {list(bshape)}: "
+                        "intflow needs both at least 2-D")
     shape = (*a.shape[:-1], bshape[-1])
     return [imp.pending_float(node, ins, shape)]
 

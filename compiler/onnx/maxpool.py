@@ -4,7 +4,10 @@ dequantised tensor is the dequantised MaxPool of its codes."""
 
 from __future__ import annotations
 
+from ..ops.maxpool import has_empty_window
 from . import registry
+from .float_island import requant_table
+from .lowering import emit_lut
 from .pooling import pool_geometry
 from .registry import fuses, lowers
 from .values import Codes, Dequant, FloatOp
@@ -12,7 +15,11 @@ from .values import Codes, Dequant, FloatOp
 
 def emit_maxpool(imp, node, x: Codes) -> Codes:
     geometry, shape = pool_geometry(imp, imp.attrs(node), x.shape)
-    t = imp.emit("MaxPool", [x.tensor], shape, imp.g.tensors[x.tensor].dtype, geometry)
+    dtype = imp.g.tensors[x.tensor].dtype
+    if has_empty_window(x.shape[2:], geometry):
+        # a window entirely in the padding: onnxruntime gives the type's lowest code
+        geometry["empty"] = (x.q.dtype if x.q is not None else dtype).min
+    t = imp.emit("MaxPool", [x.tensor], shape, dtype, geometry)
     return Codes(t, shape, x.q)
 
 
@@ -26,6 +33,10 @@ def lower(imp, node, ins):
     if isinstance(x, Dequant) and isinstance(x.src, Codes):
         if x.src.q.axis is not None:
             raise imp.error("MaxPool of a per-channel quantised tensor is not supported")
+        geometry, shape = pool_geometry(imp, imp.attrs(node), x.shape)
+        if has_empty_window(x.shape[2:], geometry):
+            # float MaxPool gives -FLT_MAX there, i.e. the lowest code of the closing Q
+            return [imp.pending_float(node, ins, shape)]
         return [Dequant(emit_maxpool(imp, node, x.src))]
     if isinstance(x, FloatOp):
         # max commutes with the monotone float ops before it and with Q: pool after them
@@ -43,5 +54,11 @@ def lower_nhwc(imp, node, ins):
 @fuses("MaxPool")
 def fuse(imp, op, q, qnode):
     """Q(MaxPool(f(...))) = MaxPool(Q(f(...))) for the non-decreasing f and Q."""
-    codes = registry.fuse_inner(imp, op.inputs[0], q, qnode)
+    inner = op.inputs[0]
+    if isinstance(inner, Dequant):  # windows entirely in the padding (see ``lower``)
+        codes = inner.src
+        if not codes.q.same_as(q):
+            codes = emit_lut(imp, codes, requant_table(codes.q, q), q, qnode.output[0] + "_in")
+    else:
+        codes = registry.fuse_inner(imp, inner, q, qnode)
     return emit_maxpool(imp, op.node, codes)

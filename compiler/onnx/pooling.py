@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..ops.pool_geometry import pooled_size
+from .lowering import check_window
 
 
 def pool_geometry(imp, attrs: dict, x_shape: tuple[int, ...]):
@@ -15,6 +16,7 @@ def pool_geometry(imp, attrs: dict, x_shape: tuple[int, ...]):
     s = list(attrs.get("strides", [1] * nd))
     d = list(attrs.get("dilations", [1] * nd))
     p = list(attrs.get("pads", [0] * (2 * nd)))
+    check_window(imp, nd, kernel_shape=k, strides=s, dilations=d, pads=p)
     ceil = int(attrs.get("ceil_mode", 0))
     auto = attrs.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):

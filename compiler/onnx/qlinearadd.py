@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import f32
 from .. import requant as rq
-from .lowering import per_tensor
+from .lowering import int_codes, per_tensor
 from .registry import fuses, lowers
 from .values import Codes, Const, Dequant, FloatOp, QConst
 
@@ -96,7 +96,11 @@ def lower(imp, node, ins):
     if isinstance(a, Const) and isinstance(b, Const):
         return [Const(a.value + b.value)]
     if isinstance(a, Dequant) and isinstance(b, Dequant):
-        shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        try:
+            shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            raise imp.error(f"Add shapes {list(a.shape)} and {list(b.shape)} do not "
+                            "broadcast") from None
         return [imp.pending_float(node, ins, shape)]
     if isinstance(a, FloatOp) and isinstance(b, Const):
         return [imp.pending_float(node, ins, a.shape)]  # MatMul + float bias at an output
@@ -130,5 +134,5 @@ def _operand(imp, v, q, what):
     if isinstance(v, Codes):
         return Codes(v.tensor, v.shape, q)
     if isinstance(v, Const):
-        return QConst(v.value.astype(np.int64), q)
+        return QConst(int_codes(imp, v.value, q, f"QLinearAdd {what}"), q)
     raise imp.error(f"QLinearAdd {what} must be an integer tensor")

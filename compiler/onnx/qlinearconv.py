@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lowering import emit_conv_acc, emit_requant, int32_const, per_tensor, scale_vector
+from .lowering import (
+    emit_conv_acc,
+    emit_requant,
+    int32_const,
+    int_codes,
+    per_tensor,
+    scale_vector,
+)
 from .registry import lowers
 from .values import Codes, Const, QConst
 
@@ -27,12 +34,15 @@ def emit_qlinearconv(imp, x: Codes, w: QConst, bias, attrs, out_q, base) -> Code
 
 def as_qconst(imp, v, q, what: str) -> QConst:
     if isinstance(v, Const):
-        return QConst(v.value.astype(np.int64), q)
+        return QConst(int_codes(imp, v.value, q, what), q)
     raise imp.error(f"{what} must be a constant")
 
 
 def as_codes(imp, v, q, what: str) -> Codes:
     if isinstance(v, Codes):
+        if imp.g.tensors[v.tensor].dtype != q.dtype:
+            raise imp.error(f"{what}: zero point type {q.dtype} differs from the input type "
+                            f"{imp.g.tensors[v.tensor].dtype}")
         return Codes(v.tensor, v.shape, q)
     raise imp.error(f"{what} must be an integer activation (got a constant or float)")
 
@@ -46,8 +56,8 @@ def lower(imp, node, ins):
     xq = imp.qparams(ins[1], ins[2], axis=None, ndim=None, what="x")
     x = as_codes(imp, ins[0], xq, "QLinearConv x")
     w_raw = imp.const(ins[3], "QLinearConv w")
-    wq = imp.qparams(ins[4], ins[5], axis=0, ndim=w_raw.ndim, what="w")
-    w = QConst(w_raw.astype(np.int64), wq)
+    wq = imp.qparams(ins[4], ins[5], axis=0, ndim=w_raw.ndim, what="w", shape=w_raw.shape)
+    w = QConst(int_codes(imp, w_raw, wq, "QLinearConv w"), wq)
     yq = imp.qparams(ins[6], ins[7], axis=None, ndim=None, what="y")
     bias = None
     if len(ins) > 8 and ins[8] is not None:

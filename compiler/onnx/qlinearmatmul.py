@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lowering import emit_matmul_acc, emit_requant, per_tensor, scale_vector
+from .lowering import emit_matmul_acc, emit_requant, int_codes, per_tensor, scale_vector
 from .qlinearconv import as_codes
 from .registry import lowers
 from .values import Codes, Const, QConst
@@ -32,7 +32,7 @@ def emit_qlinearmatmul(imp, a: Codes, b, out_q, base, bias=None, alpha=None) -> 
 
 def operand(imp, v, q, what):
     if isinstance(v, Const):
-        return QConst(v.value.astype(np.int64), q)
+        return QConst(int_codes(imp, v.value, q, what), q)
     return as_codes(imp, v, q, what)
 
 
@@ -41,8 +41,9 @@ def lower(imp, node, ins):
     aq = imp.qparams(ins[1], ins[2], axis=None, ndim=None, what="a")
     a = as_codes(imp, ins[0], aq, "QLinearMatMul a")
     braw = ins[3]
-    ndim_b = braw.value.ndim if isinstance(braw, Const) else len(braw.shape)
-    bq = imp.qparams(ins[4], ins[5], axis=ndim_b - 1, ndim=ndim_b, what="b")
+    shape_b = braw.value.shape if isinstance(braw, Const) else braw.shape
+    ndim_b = len(shape_b)
+    bq = imp.qparams(ins[4], ins[5], axis=ndim_b - 1, ndim=ndim_b, what="b", shape=shape_b)
     b = operand(imp, braw, bq, "QLinearMatMul b")
     yq = imp.qparams(ins[6], ins[7], axis=None, ndim=None, what="y")
     return [emit_qlinearmatmul(imp, a, b, yq, node.output[0])]

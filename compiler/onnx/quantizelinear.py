@@ -11,7 +11,7 @@ import numpy as np
 from onnx import helper
 
 from .. import host
-from ..dtypes import ONNX_INT_TYPES, UINT8
+from ..dtypes import INT8, ONNX_INT_TYPES, UINT8, IntType
 from ..ir import HostInput
 from . import registry
 from .float_island import requant_table
@@ -31,8 +31,18 @@ def output_params(imp, node, ins, ndim):
     if a.get("block_size"):
         raise imp.error("blocked quantisation (block_size) is not supported")
     zp = ins[2] if len(ins) > 2 else None
-    return imp.qparams(ins[1], zp, axis=a.get("axis", 1), ndim=ndim, default=default,
-                       what="QuantizeLinear")
+    q = imp.qparams(ins[1], zp, axis=a.get("axis", 1), ndim=ndim, default=default,
+                    what="QuantizeLinear")
+    # the output types of ONNX QuantizeLinear (int16/uint16/int4/uint4 from opset 21); a
+    # uint8 zero point stored in a wider type would otherwise make a wider activation
+    allowed = [UINT8, INT8] + ([IntType(s, b) for b in (16, 4) for s in (False, True)]
+                               if imp.loaded.opset >= 21 else [])
+    if q.dtype not in allowed:
+        zps = np.unique(q.zero_point).tolist()
+        raise imp.error(f"QuantizeLinear zero point is {q.dtype} (value "
+                        f"{zps[0] if len(zps) == 1 else zps}); at opset {imp.loaded.opset} "
+                        f"QuantizeLinear produces {', '.join(map(str, allowed))}")
+    return q
 
 
 @lowers("QuantizeLinear")

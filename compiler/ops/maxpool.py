@@ -1,4 +1,5 @@
-"""MaxPool on codes: max over the in-bounds part of each window (padding ignored).
+"""MaxPool on codes: max over the in-bounds part of each window (padding ignored); a window
+entirely in the padding gives ``empty`` (onnxruntime: the lowest code of the ONNX type).
 
 Exact in onnxruntime too (MaxPool u8/s8, NhwcMaxPool): ORT_KERNELS.md §8.
 """
@@ -45,8 +46,20 @@ class MaxPool(Op):
         for idx, valid in window_positions(shape[2:], node.attrs):
             v = x[(..., *idx)]
             y = np.maximum(y, np.where(valid, v, NEG))
+        if "empty" in node.attrs:  # windows entirely in the padding: the type's lowest code
+            y = np.where(y == NEG, node.attrs["empty"], y)
         return [y]
 
     @staticmethod
     def bounds(node, g, ins):
+        if "empty" in node.attrs:
+            return [(min(ins[0][0], node.attrs["empty"]), ins[0][1])]
         return [ins[0]]
+
+
+def has_empty_window(shape_sp, a) -> bool:
+    """True when some window lies entirely in the padding (possible with dilation)."""
+    covered = None
+    for _, valid in window_positions(shape_sp, a):
+        covered = valid if covered is None else covered | valid
+    return covered is not None and not covered.all()

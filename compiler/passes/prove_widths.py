@@ -9,6 +9,7 @@ so accumulators are as wide as the weights require and no wider.
 from __future__ import annotations
 
 from ..dtypes import IntType
+from ..errors import ModelError
 from ..ir import IntGraph
 from ..ops import OPS
 from .base import Transformation
@@ -40,7 +41,9 @@ class ProveWidths(Transformation):
                 if name in host_out:
                     t = _at_least(g.tensors[name].dtype, t)
                 if t.bits > 48:
-                    raise ValueError(f"{n.name}: accumulator needs {t.bits} bits")
+                    raise ModelError(f"accumulator needs {t.bits} bits (at most 48): are the "
+                                     "weights, biases or their scales absurd?", node=n.name,
+                                     op=n.op)
                 if g.tensors[name].dtype != t:
                     g.tensors[name].dtype = t
                     changed = True
