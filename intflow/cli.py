@@ -119,7 +119,39 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--compare", action="store_true",
                    help="also run onnxruntime (ORT_ENABLE_ALL, session.qdqisint8allowed=1) "
                         "and report mismatching elements; exit 1 if any differ")
+    k = sub.add_parser("check", help="compare with onnxruntime in several sessions and explain "
+                       "every difference",
+                       description="Run MODEL through onnxruntime at ORT_ENABLE_ALL / EXTENDED / "
+                       "BASIC / DISABLE_ALL, with and without session.qdqisint8allowed, and "
+                       "classify each element that differs from intflow's reference: u8s8 "
+                       "saturation (AVX2 CPUs without VNNI), float path (the session runs the op "
+                       "in float between DQ and Q), rounding tie, or real mismatch. Exit 1 if "
+                       "the integer-kernel session (ENABLE_ALL + qdqisint8allowed=1) differs "
+                       "for any reason but saturation.")
+    _common(k)
+    k.add_argument("--inputs", help="X.npz (default: random inputs over the input range)")
+    k.add_argument("--samples", type=int, default=64, help="random samples (default 64)")
+    k.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     return ap
+
+
+def cmd_check(a) -> int:
+    from .arrays import load_inputs
+    from .check import check, cpu_flags, format_rows, random_inputs
+    from .design import compile as compile_design
+    d = compile_design(a.model, requant=a.requant, input_shapes=_input_shapes(a))
+    inputs = (load_inputs(a.inputs, d.graph) if a.inputs
+              else random_inputs(d.graph, a.samples, a.seed))
+    rows, ok = check(a.model, d.graph, inputs)
+    import onnxruntime
+    print(f"onnxruntime {onnxruntime.__version__}; CPU: {' '.join(cpu_flags())}")
+    print(format_rows(rows))
+    for n in d.graph.notes:
+        print(f"note: {n}")
+    print("intflow agrees with onnxruntime's integer kernels" if ok else
+          "intflow DIFFERS from onnxruntime's integer kernels (see 'rounding tie' / 'real "
+          "mismatch')")
+    return 0 if ok else 1
 
 
 def cmd_compile(a) -> int:
@@ -219,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     try:
-        return {"compile": cmd_compile, "run": cmd_run}[a.command](a)
+        return {"compile": cmd_compile, "run": cmd_run, "check": cmd_check}[a.command](a)
     except ModelError as e:
         # one line, whatever a library put into the reason
         print(" ".join(f"intflow: error: {e}".split()), file=sys.stderr)
