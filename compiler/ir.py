@@ -24,6 +24,17 @@ from .dtypes import IntType
 FORMAT_VERSION = 1
 
 
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz numpy can load, byte-identical for identical arrays: entries in the given
+    order with a fixed timestamp (np.savez stamps the current time)."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, a in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asarray(a), allow_pickle=False)
+
+
 @dataclass
 class Tensor:
     """An activation or constant: name, per-inference shape and integer type."""
@@ -249,9 +260,7 @@ class IntGraph:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "graph.json").write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        # sorted keys: byte-identical output for identical graphs
-        with open(out / "constants.npz", "wb") as f:
-            np.savez(f, **{k: self.constants[k] for k in sorted(self.constants)})
+        save_npz(out / "constants.npz", {k: self.constants[k] for k in sorted(self.constants)})
 
     @staticmethod
     def load(out_dir: str | Path) -> IntGraph:
