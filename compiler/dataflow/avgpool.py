@@ -28,7 +28,10 @@ def fixed_point_table(m: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, int]:
 def round_sig24(s: np.ndarray) -> np.ndarray:
     """Round integers to 24 significant bits, ties to even (f32 rounding at a fixed scale)."""
     r = f32.round_exact(np.asarray(s, np.int64), np.zeros_like(np.asarray(s, np.int64)))
-    return np.where(r.m == 0, 0, r.m.astype(np.int64) << np.maximum(r.e, 0))
+    m, e = r.m.astype(np.int64), r.e.astype(np.int64)
+    # canonical mantissas are normalised to 24 bits, so small integers come back with e < 0
+    # (exact: the value is an integer)
+    return np.where(e >= 0, m << np.maximum(e, 0), m >> np.maximum(-e, 0))
 
 
 def tail(s: np.ndarray, e_min: int, cnt: int, sy: tuple[int, int], zy: int, lo: int,

@@ -102,6 +102,11 @@ def fold_from_file(df: Dataflow, path: str) -> None:
         spec = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read the folding file: {e}") from None
+    if not isinstance(spec, dict) or not all(
+            isinstance(f, dict) and all(isinstance(f.get(k, 1), int) and f.get(k, 1) >= 1
+                                        for k in ("pe", "simd")) for f in spec.values()):
+        raise ValueError(f'{path}: the folding file must be {{"layer": {{"pe": P, "simd": S}}, '
+                         "...} with integers P, S >= 1")
     units = mvaus(df)
     for key, f in spec.items():
         hits = [e for e in units if key == e.name or key in e.origin
@@ -110,7 +115,10 @@ def fold_from_file(df: Dataflow, path: str) -> None:
             names = ", ".join(e.origin[0] for e in units)
             raise ValueError(f"{path}: no MVAU layer named {key!r} (layers: {names})")
         for e in hits:
-            set_fold(e, int(f.get("pe", 1)), int(f.get("simd", 1)))
+            try:
+                set_fold(e, int(f.get("pe", 1)), int(f.get("simd", 1)))
+            except ValueError as err:
+                raise ValueError(f"{path}: {err}") from None
 
 
 def initiation_interval(df: Dataflow) -> int:
