@@ -37,3 +37,8 @@ class ModelError(Exception):
 
 class UnsupportedOp(ModelError):
     """An operator intflow has no lowering for."""
+
+
+class FloatPrefix(ModelError):
+    """Float computation on a graph input before its first QuantizeLinear that does not
+    commute with quantisation (onnxruntime runs it in float on the CPU)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .registry import lowers
-from .values import Codes, Const, Dequant, FloatOp
+from .values import Codes, Const, Dequant, FloatInput, FloatOp
 
 
 def fold_clamp(imp, x: Codes, lo: int, hi: int) -> Codes:
@@ -43,7 +43,7 @@ def _lower_activation(imp, node, ins):
         exact = _as_code_clamp(imp, node, ins, x.src)
         if exact is not None:
             return [Dequant(exact, synthetic=True)]
-    if isinstance(x, (Dequant, FloatOp)):
+    if isinstance(x, (Dequant, FloatOp, FloatInput)):
         return [imp.pending_float(node, ins, x.shape)]
     if isinstance(x, Const):
         raise imp.error("activation of a constant is not supported")

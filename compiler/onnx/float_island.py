@@ -18,7 +18,7 @@ from .. import f32, host
 from ..ir import QuantParams
 from . import registry
 from .lowering import emit_lut
-from .values import Codes, Dequant, FloatOp
+from .values import Codes, Dequant, FloatInput, FloatOp
 
 
 def codes_range(q: QuantParams) -> np.ndarray:
@@ -145,12 +145,8 @@ def fuse_unary(imp, op: FloatOp, q: QuantParams, qnode) -> Codes:
                             "supported", op.node)
         table, per_channel = lut_of(imp, chain, src, q)
         return emit_lut(imp, src, table, q, qnode.output[0], axis=1 if per_channel else None)
-    if isinstance(leaf, FloatOp) and all(c.node.op_type in CLAMPS for c in chain):
-        fuse = registry.FUSE.get(leaf.node.op_type)
-        if fuse is None:
-            raise imp.error(f"the float {leaf.node.op_type} before {chain[0].node.op_type} "
-                            "has no integer kernel", leaf.node)
-        out = fuse(imp, leaf, q, qnode)
+    if isinstance(leaf, (FloatOp, FloatInput)) and all(c.node.op_type in CLAMPS for c in chain):
+        out = registry.fuse_inner(imp, leaf, q, qnode)
         lo, hi = q.dtype.min, q.dtype.max
         for c in chain:
             a, b = (np.float32(0), np.float32(np.inf)) if c.node.op_type == "Relu" else \
@@ -159,9 +155,10 @@ def fuse_unary(imp, op: FloatOp, q: QuantParams, qnode) -> Codes:
             qb = host.quantize(np.array([b], np.float32), q, sample_axis=False)[0]
             lo, hi = max(lo, int(qa)), min(hi, int(qb))
         if lo > q.dtype.min or hi < q.dtype.max:
-            # onnxruntime drops the clamp only when it is a no-op (ReluQuantFusion /
-            # ClipQuantFusion); otherwise it runs the op before it in float
-            imp.float_path.append(leaf.node.name or leaf.node.op_type)
+            if isinstance(leaf, FloatOp):
+                # onnxruntime drops the clamp only when it is a no-op (ReluQuantFusion /
+                # ClipQuantFusion); otherwise it runs the op before it in float
+                imp.float_path.append(leaf.node.name or leaf.node.op_type)
             from .clamp import fold_clamp
             return fold_clamp(imp, out, lo, hi)
         return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import QuantParams
-from .lowering import int32_const
+from .lowering import int32_const, int_codes
 from .qlinearconv import as_codes
 from .qlinearmatmul import emit_qlinearmatmul
 from .registry import fuses, lowers
@@ -46,6 +46,8 @@ def lower(imp, node, ins):
         raise imp.error("Gemm inputs must be DequantizeLinear outputs with constant B (a QDQ "
                         "model); float Gemm is not supported: quantize the model first")
     at = imp.attrs(node)
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise imp.error(f"Gemm operands must be 2-D, got {list(a.shape)} and {list(b.shape)}")
     m = a.shape[1] if at.get("transA", 0) else a.shape[0]
     n = b.shape[0] if at.get("transB", 0) else b.shape[1]
     if at.get("beta", 1.0) != 1.0 and len(ins) > 2 and ins[2] is not None:
@@ -91,8 +93,12 @@ def lower_qgemm(imp, node, ins):
     aq = imp.qparams(ins[1], ins[2], axis=None, ndim=None, what="A")
     a = as_codes(imp, ins[0], aq, "QGemm A")
     braw = imp.const(ins[3], "QGemm B")
-    bq = imp.qparams(ins[4], ins[5], axis=0 if at.get("transB", 0) else 1, ndim=2, what="B")
-    a, b = gemm_operands(imp, a, QConst(braw.astype(np.int64), bq), at)
+    if len(a.shape) != 2 or braw.ndim != 2:
+        raise imp.error(f"QGemm operands must be 2-D, got {list(a.shape)} and "
+                        f"{list(braw.shape)}")
+    bq = imp.qparams(ins[4], ins[5], axis=0 if at.get("transB", 0) else 1, ndim=2, what="B",
+                     shape=braw.shape)
+    a, b = gemm_operands(imp, a, QConst(int_codes(imp, braw, bq, "QGemm B"), bq), at)
     n = b.value.shape[1]
     bias = None
     if len(ins) > 6 and ins[6] is not None:

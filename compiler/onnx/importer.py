@@ -15,13 +15,27 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..dtypes import ONNX_INT_TYPES, IntType
-from ..errors import ModelError, UnsupportedOp
+from ..errors import FloatPrefix, ModelError, UnsupportedOp
 from ..ir import HostInput, IntGraph, Node, QuantParams
 from . import registry
 from .loader import LoadedModel, initializer_arrays
-from .values import Codes, Const, Dequant, FloatInput, FloatOp, QConst, Value, describe
+from .values import (
+    Codes,
+    Const,
+    Dequant,
+    FloatInput,
+    FloatOp,
+    QConst,
+    Value,
+    describe,
+    reads_float_input,
+)
 
 ACC = IntType(True, 64)  # placeholder type of accumulators until widths are proven
+# ops on a float graph input that commute with the QuantizeLinear after them (monotone or
+# layout), so the host quantises first and the accelerator runs them on codes
+COMMUTES_WITH_Q = {"QuantizeLinear", "MaxPool", "Relu", "Clip", "Reshape", "Flatten",
+                   "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape"}
 
 
 class Importer:
@@ -88,7 +102,8 @@ class Importer:
         if s.dtype != np.float32:
             raise self.error(f"{what} scale must be float32, got {s.dtype}")
         if (s.ndim > 1 and s.size > 1) or s.size == 0:
-            raise self.error(f"{what} scale must be a scalar or 1-D, got shape {list(s.shape)}")
+            raise self.error(f"{what} scale must be a scalar or a non-empty 1-D tensor, got "
+                             f"shape {list(s.shape)}")
         if not np.all(np.isfinite(s)) or np.any(s <= 0):
             raise self.error(f"{what} scale must be finite and > 0, got "
                              f"{s.ravel()[:4].tolist()}")
@@ -208,6 +223,13 @@ class Importer:
             else:
                 ins.append(self.env[i])
         key = (node.domain or "", node.op_type)
+        if node.op_type not in COMMUTES_WITH_Q and any(
+                reads_float_input(v) for v in ins if v is not None):
+            raise FloatPrefix(
+                f"{node.op_type} computes in float on the graph input before its first "
+                "QuantizeLinear (onnxruntime runs it on the CPU); intflow runs quantized ops "
+                "only: quantize this op too, or compute it before calling the model",
+                file=self.path, node=self.node_label(node), op=node.op_type)
         if (node.domain in ("", "ai.onnx") and ins and all(isinstance(v, Const) for v in ins
                                                            if v is not None)
                 and node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Constant")):

@@ -12,11 +12,11 @@ import numpy as np
 from ..ir import QuantParams
 from . import registry
 from .registry import lowers
-from .values import Codes, Const, Dequant, FloatOp, QConst
+from .values import Codes, Const, Dequant, FloatInput, FloatOp, QConst
 
 
 def _shape_of(imp, v) -> tuple[int, ...]:
-    if isinstance(v, FloatOp):
+    if isinstance(v, (FloatOp, FloatInput)):
         return tuple(v.shape)
     if isinstance(v, Const):
         return tuple(v.value.shape)
@@ -31,7 +31,7 @@ def _shape_of(imp, v) -> tuple[int, ...]:
 def _apply(imp, v, new_shape, perm=None):
     """Reshape (perm None) or transpose ``v`` into ``new_shape``. A pending float result is
     reshaped after its QuantizeLinear closes it (layout commutes with elementwise Q)."""
-    if isinstance(v, FloatOp):
+    if isinstance(v, (FloatOp, FloatInput)):
         node = imp.node
         return FloatOp(node, [v], tuple(new_shape), {"_shape": list(new_shape),
                                                       "_perm": perm})

@@ -13,6 +13,7 @@ from .. import requant as rq
 from ..dtypes import IntType
 from ..ir import QuantParams
 from . import saturation
+from .loader import MAX_ELEMENTS
 from .values import Codes, QConst
 
 
@@ -117,6 +118,9 @@ def conv_geometry(imp, attrs: dict, x_shape: tuple[int, ...], w_shape: tuple[int
         if span < 0:
             raise imp.error(f"kernel larger than the padded input on axis {2 + i}")
         out_sp.append(span // strides[i] + 1)
+    if int(np.prod(out_sp, dtype=np.float64)) * w_shape[0] > MAX_ELEMENTS:
+        raise imp.error(f"output shape {[x_shape[0], w_shape[0], *out_sp]} is absurd (limit "
+                        f"{MAX_ELEMENTS} elements)")
     geometry = {"kernel_shape": k, "strides": strides, "pads": pads, "dilations": dil,
                 "group": group}
     return geometry, (x_shape[0], w_shape[0], *out_sp)

@@ -10,7 +10,7 @@ from .float_island import requant_table
 from .lowering import emit_lut
 from .pooling import pool_geometry
 from .registry import fuses, lowers
-from .values import Codes, Dequant, FloatOp
+from .values import Codes, Dequant, FloatInput, FloatOp
 
 
 def emit_maxpool(imp, node, x: Codes) -> Codes:
@@ -38,7 +38,7 @@ def lower(imp, node, ins):
             # float MaxPool gives -FLT_MAX there, i.e. the lowest code of the closing Q
             return [imp.pending_float(node, ins, shape)]
         return [Dequant(emit_maxpool(imp, node, x.src))]
-    if isinstance(x, FloatOp):
+    if isinstance(x, (FloatOp, FloatInput)):
         # max commutes with the monotone float ops before it and with Q: pool after them
         _, shape = pool_geometry(imp, imp.attrs(node), x.shape)
         return [imp.pending_float(node, ins, shape)]

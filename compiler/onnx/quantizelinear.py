@@ -45,14 +45,19 @@ def output_params(imp, node, ins, ndim):
     return q
 
 
+def host_quantize(imp, x: FloatInput, q, base: str) -> Codes:
+    """The host quantises a float graph input (QuantizeLinear run on the CPU side)."""
+    t = imp.g.add_tensor(base, x.shape, q.dtype)
+    imp.g.inputs.append(HostInput(t, x.onnx_name, x.dtype, x.shape, q))
+    return Codes(t, x.shape, q)
+
+
 @lowers("QuantizeLinear")
 def lower(imp, node, ins):
     x = ins[0]
     if isinstance(x, FloatInput):
         q = output_params(imp, node, ins, len(x.shape))
-        t = imp.g.add_tensor(node.output[0], x.shape, q.dtype)
-        imp.g.inputs.append(HostInput(t, x.onnx_name, x.dtype, x.shape, q))
-        return [Codes(t, x.shape, q)]
+        return [host_quantize(imp, x, q, node.output[0])]
     if isinstance(x, Const):
         if not np.issubdtype(x.value.dtype, np.floating):
             raise imp.error("QuantizeLinear of an integer constant is not supported")

@@ -33,7 +33,12 @@ def supported_ops() -> list[str]:
 
 
 def fuse_inner(imp, inner, q, qnode):
-    """Close the float op ``inner`` with Q parameters ``q`` (its kernel named after it)."""
+    """Close the float op ``inner`` with Q parameters ``q`` (its kernel named after it). A float
+    graph input is quantised by the host with ``q`` (the ops after it commute with Q)."""
+    from .values import FloatInput
+    if isinstance(inner, FloatInput):
+        from .quantizelinear import host_quantize
+        return host_quantize(imp, inner, q, qnode.output[0])
     fn = FUSE.get(inner.node.op_type)
     if fn is None:
         dom = inner.node.op_type

@@ -103,3 +103,12 @@ def float_inputs_synthetic(v: Value) -> bool:
     if isinstance(v, FloatOp):
         return any(float_inputs_synthetic(i) for i in v.inputs if i is not None)
     return False
+
+
+def reads_float_input(v: Value) -> bool:
+    """True when ``v`` is a float graph input, or float ops over one (not yet quantised)."""
+    if isinstance(v, FloatInput):
+        return True
+    if isinstance(v, FloatOp):
+        return any(reads_float_input(i) for i in v.inputs if i is not None)
+    return False
