@@ -21,6 +21,12 @@ system-deps:
 	@command -v iverilog >/dev/null 2>&1 || { \
 	  echo "installing iverilog (apt)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium for the HTML report's browser test (apt; playwright drives it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v icetime >/dev/null 2>&1 || { \
+	  echo "installing fpga-icestorm for icetime, the DSP-aware iCE40 timing (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fpga-icestorm; }
 
 demo: $(STAMP) system-deps
 	$(VENV)/bin/intflow compile examples/models/digits_cnn_qdq.onnx -o $(OUT)/digits_cnn

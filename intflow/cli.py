@@ -29,6 +29,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"wants a positive integer, got {text!r}")
+    return n
+
+
 def _input_shapes(a) -> dict[str, tuple[int, ...]]:
     """--input-shape NAME=d0,d1,... (repeatable) -> {name: dims}; a malformed one names the
     model it was meant for."""
@@ -84,9 +94,9 @@ def _fold_args(p: argparse.ArgumentParser) -> None:
                    help="PE x SIMD per layer: min (one multiplier per layer), max (fastest), "
                         "auto (balanced pipeline within --max-multipliers / --target-ii, "
                         "default), or a JSON file {layer: {\"pe\": P, \"simd\": S}}")
-    p.add_argument("--max-multipliers", type=int, default=None, metavar="N",
+    p.add_argument("--max-multipliers", type=_positive, default=None, metavar="N",
                    help="multiplier budget for --fold auto (e.g. the device's DSP count)")
-    p.add_argument("--target-ii", type=int, default=None, metavar="CYCLES",
+    p.add_argument("--target-ii", type=_positive, default=None, metavar="CYCLES",
                    help="initiation interval --fold auto aims for (the fewest multipliers "
                         "that reach it)")
 
@@ -130,9 +140,173 @@ def build_parser() -> argparse.ArgumentParser:
                        "for any reason but saturation.")
     _common(k)
     k.add_argument("--inputs", help="X.npz (default: random inputs over the input range)")
-    k.add_argument("--samples", type=int, default=64, help="random samples (default 64)")
+    k.add_argument("--samples", type=_positive, default=64, help="random samples (default 64)")
     k.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    _build_parsers(sub)
+    _report_parser(sub)
     return ap
+
+
+# ---- intflow build (boards/) ------------------------------------------------------------------
+
+def _build_parsers(sub) -> None:
+    from .boards import TARGETS
+    b = sub.add_parser("build", help="bitstream + report.json for a board or a bare part",
+                       description="Compile MODEL, generate the network inside the UART host "
+                       "wrapper, synthesise, place and route and pack it with the open "
+                       "toolchain (YoWASP yosys/nextpnr, icetime, Apycula), simulate the RTL "
+                       "for its cycle counts and write OUT/report.json and the bitstream. Exit "
+                       "1 when the design does not fit (with a folding that does) or misses "
+                       "its clock constraint (unless --allow-timing-fail).")
+    _common(b)
+    b.add_argument("--board", required=True, metavar="BOARD",
+                   help=f"target: {', '.join(TARGETS)}")
+    b.add_argument("-o", "--out", required=True, help="output directory")
+    _fold_args(b)
+    b.add_argument("--seed", type=int, default=1,
+                   help="nextpnr placement seed; the same seed gives the same bitstream")
+    b.add_argument("--allow-timing-fail", action="store_true",
+                   help="exit 0 even when Fmax is below the clock constraint")
+    b.add_argument("--baud", type=_positive, default=115200, help="UART baud rate")
+    b.add_argument("--no-cache", action="store_true",
+                   help="rebuild even when the same design, options and toolchain were built "
+                        "before ($INTFLOW_BUILD_CACHE, default ~/.cache/intflow/builds)")
+    b.add_argument("--no-sim", action="store_true",
+                   help="skip the RTL simulation: cycles come from the cost model")
+
+
+def _rtl_cycles(d, df, est: dict, samples: int = 3) -> tuple[dict, bool | None]:
+    """Latency and II from the network's RTL under cocotb, and whether its outputs equal the
+    reference; the cost model's figures (and None) when the simulator is missing."""
+    from .check import random_inputs
+    from .compiler import reference
+    try:
+        from .sim.network import SimulationError, run_graph
+    except ImportError as e:
+        print(f"note: no RTL simulation ({e}); cycles are the cost model's")
+        return {"latency": est["latency_estimate"],
+                "initiation_interval": est["initiation_interval"], "source": "estimate"}, None
+    feeds = reference.to_codes(d.graph, random_inputs(d.graph, samples, seed=0))
+    t0 = time.perf_counter()
+    try:
+        outs, res = run_graph(df, d.graph, feeds, stall=0.0)
+    except SimulationError as e:
+        raise ModelError(f"the RTL simulation failed: {e}", file=d.model_path) from None
+    want = reference.run_codes(d.graph, feeds)
+    ok = all(np.array_equal(outs[k], want[k]) for k in outs)
+    lat = [int(v) for v in res.latency if v >= 0]
+    print(f"  RTL simulation ({res.engine}, {samples} samples): latency {min(lat):,} cycles, "
+          f"II {res.initiation_interval:,}; outputs {'equal' if ok else 'DIFFER from'} the "
+          f"reference ({time.perf_counter() - t0:.1f} s)")
+    return {"latency": min(lat), "initiation_interval": res.initiation_interval,
+            "source": f"rtl-simulation ({res.engine})"}, ok
+
+
+def cmd_build(a) -> int:
+    import json
+    import shutil
+
+    from . import ort
+    from .boards import get_target
+    from .boards.build import BuildError, FitError, build
+    from .boards.fit import device_budget, suggest_fold
+    from .boards.report import format_report, make_report
+    from .check import random_inputs
+    from .compiler.dataflow.estimate import estimate
+    from .compiler.dataflow.fold import mvaus
+    from .design import compile as compile_design
+    from .host import Link
+    target = get_target(a.board)
+    out = Path(a.out)
+    _check_target(a.out, directory=True)
+    d = compile_design(a.model, requant=a.requant, input_shapes=_input_shapes(a),
+                       fold=a.fold, max_multipliers=a.max_multipliers, target_ii=a.target_ii)
+    if a.fold == "auto" and a.max_multipliers is None and a.target_ii is None:
+        f = device_budget(d.graph, target)
+        if f is not None:
+            d.max_multipliers = f.max_multipliers
+            print(f"fold auto for {target.name}: {f.describe(target.available)}")
+        else:  # the estimate says nothing fits: try the smallest, synthesis will tell
+            d.fold = "min"
+            print(f"fold auto for {target.name}: no folding's estimate fits "
+                  f"{target.device}; building the smallest (--fold min)")
+    df = d.dataflow()
+    est = estimate(df, target.family)
+    try:
+        from .hw.network import Network
+        net = Network(df)
+    except (ImportError, ValueError) as e:
+        raise ModelError(f"no hardware for this network: {e}", file=a.model) from None
+    d.save(out, hardware=True)
+    print(f"building {a.model} for {target.description}")
+    si, so = df.streams[df.inputs[0]], df.streams[df.outputs[0]]
+    try:
+        result = build(net, target, out / "build", seed=a.seed, baud=a.baud,
+                       in_depth=si.length, out_depth=so.length,
+                       cache_dir=False if a.no_cache else None)
+    except FitError as e:
+        print(f"intflow: error: {e}; {suggest_fold(df, target, e.used)}", file=sys.stderr)
+        return 1
+    except BuildError as e:
+        print(f"intflow: error: {e}", file=sys.stderr)
+        return 1
+    bitstream = out / f"{target.name}{result.bitstream.suffix}"
+    shutil.copyfile(result.bitstream, bitstream)
+    if a.no_sim:
+        cycles, rtl_ok = {"latency": est["latency_estimate"],
+                          "initiation_interval": est["initiation_interval"],
+                          "source": "estimate"}, None
+    else:
+        cycles, rtl_ok = _rtl_cycles(d, df, est)
+    ort_us = ort.latency_us(a.model, random_inputs(d.graph, 1, seed=0))
+    link = Link.from_dataflow(df, a.baud).to_json()
+    fold = {e.name: {"pe": e.params["pe"], "simd": e.params["simd"]} for e in mvaus(df)}
+    report = make_report(model=a.model, requant=a.requant, result=result, estimate=est,
+                         cycles=cycles, onnxruntime_cpu_latency_us=ort_us,
+                         bitstream=str(bitstream), seed=a.seed, fold=fold,
+                         host={**link, "clock_hz": result.wrapper["clock_hz"]} | (
+                             {"uart_note": target.uart_note} if target.uart_note else {}))
+    report["rtl_matches_reference"] = rtl_ok
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(format_report(report))
+    print(f"wrote {out}/report.json")
+    if rtl_ok is False:
+        print("intflow: error: the RTL simulation differs from the reference", file=sys.stderr)
+        return 1
+    if not report["timing_met"]:
+        f = report["fmax_mhz"]
+        msg = (f"misses the {f['constraint']:g} MHz clock constraint by "
+               f"{f['constraint'] - f['achieved']:.2f} MHz (achieved {f['achieved']:.2f} MHz, "
+               f"{f['source']})")
+        if a.allow_timing_fail:
+            print(f"warning: {msg} (--allow-timing-fail)")
+        else:
+            print(f"intflow: error: {msg}; rerun with --allow-timing-fail to accept it, or "
+                  f"another --seed", file=sys.stderr)
+            return 1
+    return 0
+
+
+# ---- intflow report ----------------------------------------------------------------------------
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="compare builds: a table, JSON, an HTML page with plots",
+                       description="Read OUT/report.json of each build (intflow build) and "
+                       "print a table: resources used of available, Fmax, latency, II, "
+                       "throughput, MAC utilisation, speed-up over onnxruntime on the CPU, the "
+                       "cost model's estimate error and the latency/resource Pareto front. "
+                       "--json writes every design with the derived figures; --html one "
+                       "self-contained page with the table and plots.")
+    p.add_argument("outs", nargs="+", metavar="OUT/",
+                   help="build directories (or their report.json files)")
+    p.add_argument("--html", metavar="report.html", help="write a self-contained HTML page")
+    p.add_argument("--json", metavar="all.json", help="write all designs and derived figures")
+
+
+def cmd_report(a) -> int:
+    from .report import run
+    run(a.outs, html_path=a.html, json_path=a.json)
+    return 0
 
 
 def cmd_check(a) -> int:
@@ -251,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2, one line already printed)
         return e.code if isinstance(e.code, int) else 2
     try:
-        return {"compile": cmd_compile, "run": cmd_run, "check": cmd_check}[a.command](a)
+        return {"compile": cmd_compile, "run": cmd_run, "check": cmd_check,
+                "build": cmd_build, "report": cmd_report}[a.command](a)
     except ModelError as e:
         # one line, whatever a library put into the reason
         print(" ".join(f"intflow: error: {e}".split()), file=sys.stderr)
