@@ -65,4 +65,12 @@ def epilogue(codes: np.ndarray, out: HostOutput) -> np.ndarray:
         return dequantize(codes, out.quant)
     if out.kind == "int_to_float":
         return int_to_float(codes, out)
+    if out.kind == "table":
+        assert out.quant is not None and out.table is not None
+        idx = np.asarray(codes, np.int64) - out.quant.dtype.min
+        if out.table.ndim == 1:
+            return out.table[idx]
+        shape = [1] * idx.ndim
+        shape[out.axis + 1] = -1
+        return out.table[np.arange(out.table.shape[0]).reshape(shape), idx]
     raise ValueError(f"unknown output kind {out.kind!r}")

@@ -111,7 +111,10 @@ class HostOutput:
     """A graph output: the IR tensor and the host epilogue that gives onnxruntime's value.
 
     ``kind``: "codes" (returned as is), "dequantize" (DequantizeLinear: f32(f32(q - zp) * s)),
-    "int_to_float" (MatMulIntegerToFloat / float-output QGemm: f32(f32(acc) * S[c]) [+ bias]).
+    "int_to_float" (MatMulIntegerToFloat / float-output QGemm: f32(f32(acc) * S[c]) [+ bias]),
+    "table" (float ops onnxruntime runs on a dequantised output, e.g. a Clip after the last
+    DequantizeLinear: a float32 value per code, ``table[c - quant.dtype.min]``, computed at
+    compile time with onnxruntime's float32 arithmetic; one row per channel along ``axis``).
     """
 
     tensor: str
@@ -121,7 +124,8 @@ class HostOutput:
     quant: QuantParams | None = None
     scale: np.ndarray | None = None  # float32 (C,) or (), for int_to_float
     bias: np.ndarray | None = None  # float32, broadcastable, for int_to_float
-    axis: int | None = None  # axis of the per-channel scale for int_to_float
+    axis: int | None = None  # axis of the per-channel scale (int_to_float) or table rows
+    table: np.ndarray | None = None  # float32 (codes,) or (C, codes), for "table"
 
 
 @dataclass
@@ -228,6 +232,9 @@ class IntGraph:
             if o.bias is not None:
                 d["bias"] = np.asarray(o.bias, np.float32).ravel().tolist()
                 d["bias_shape"] = list(np.shape(o.bias))
+            if o.table is not None:
+                d["table"] = np.asarray(o.table, np.float32).ravel().tolist()
+                d["table_shape"] = list(np.shape(o.table))
             return d
 
         return {
@@ -286,10 +293,13 @@ class IntGraph:
                 scale = np.array(o["scale"], np.float32).reshape(o["scale_shape"])
             if "bias" in o:
                 bias = np.array(o["bias"], np.float32).reshape(o["bias_shape"])
+            table = None
+            if "table" in o:
+                table = np.array(o["table"], np.float32).reshape(o["table_shape"])
             outputs.append(HostOutput(
                 o["tensor"], o["onnx_name"], o["onnx_dtype"], o["kind"],
                 QuantParams.from_json(o["quant"]) if "quant" in o else None,
-                scale, bias, o.get("axis")))
+                scale, bias, o.get("axis"), table))
         nodes = [Node(n["op"], n["name"], n["inputs"], n["outputs"], n["attrs"], n["origin"])
                  for n in d["nodes"]]
         return IntGraph(d["name"], tensors, constants, nodes, inputs, outputs, d["requant"],

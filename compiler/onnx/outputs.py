@@ -54,6 +54,18 @@ def lower_outputs(imp) -> None:
                 from .gemm import check_bias_shape
                 bias = check_bias_shape(imp, bias, b.value.shape[1])
             v = emit_float_acc(imp, a, b, bias, s, vo.name)
+        if isinstance(v, FloatOp):
+            from .float_island import float_table, unary_chain
+            chain, leaf = unary_chain(v)
+            if chain and isinstance(leaf, Dequant) and isinstance(leaf.src, Codes) and \
+                    leaf.src.q.axis is None and dt == "float32":
+                # float ops after the last DequantizeLinear: onnxruntime runs them on the CPU;
+                # as a function of the code they are a table of float32 values
+                table, per_channel = float_table(imp, chain, leaf.src)
+                imp.g.outputs.append(HostOutput(leaf.src.tensor, vo.name, dt, "table",
+                                                quant=leaf.src.q, table=table,
+                                                axis=1 if per_channel else None))
+                continue
         if isinstance(v, Codes):
             imp.g.outputs.append(HostOutput(v.tensor, vo.name, dt, "codes"))
         elif isinstance(v, Dequant) and isinstance(v.src, Codes):
