@@ -32,8 +32,8 @@ def engine_cycles(e: Engine, df: Dataflow) -> int:
     if e.kind == "MVAU":
         return mvau_cycles(p)
     if e.kind == "SlidingWindow":
-        # ingest the image, emit the windows (a line buffer that overlaps both does better)
-        return p["channels"] * p["height"] * p["width"] + df.streams[e.outputs[0]].length
+        # the line buffer ingests pixels while it emits windows
+        return max(p["channels"] * p["height"] * p["width"], df.streams[e.outputs[0]].length)
     ins = sum(df.streams[s].length for s in e.inputs)
     outs = sum(df.streams[s].length for s in e.outputs)
     if e.kind == "Fork":

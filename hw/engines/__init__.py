@@ -11,10 +11,13 @@ exactly the words ``model.run_engine`` computes, under any valid/ready stalls.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from amaranth.lib import wiring
 
-from ...compiler.dataflow.spec import Engine, Stream
+if TYPE_CHECKING:  # pytest (importlib mode) may import this file as ``hw.engines``, where
+    # a relative import of ``compiler`` would climb above the top-level package
+    from ...compiler.dataflow.spec import Engine, Stream
 
 MODULES = {
     "MVAU": "mvau",
