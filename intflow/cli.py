@@ -123,9 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     r.add_argument("--inputs", required=True, help="X.npz (or .npy for a one-input model)")
     r.add_argument("--outputs", required=True, help="Y.npz to write")
-    r.add_argument("--engine", choices=("reference",), default="reference",
-                   help="reference: the numpy integer reference (the RTL engines come with "
-                        "the hardware generator)")
+    r.add_argument("--engine", choices=("reference", "icarus", "verilator"),
+                   default="reference",
+                   help="reference: the numpy integer reference; icarus, verilator: the "
+                        "generated network's Verilog under cocotb on that simulator, every "
+                        "output element from the RTL (prints latency and initiation interval "
+                        "in cycles)")
+    r.add_argument("--stall", type=float, default=0.3, metavar="P",
+                   help="RTL engines: probability, each cycle, of an input gap and of output "
+                        "back-pressure (default 0.3; 0 measures the steady-state II)")
     r.add_argument("--compare", action="store_true",
                    help="also run onnxruntime (ORT_ENABLE_ALL, session.qdqisint8allowed=1) "
                         "and report mismatching elements; exit 1 if any differ")
@@ -168,6 +174,9 @@ def _build_parsers(sub) -> None:
     b.add_argument("--allow-timing-fail", action="store_true",
                    help="exit 0 even when Fmax is below the clock constraint")
     b.add_argument("--baud", type=_positive, default=115200, help="UART baud rate")
+    b.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                   help="run the design at MHZ: through the board's PLL (iCE40 boards), or as "
+                        "the constraint on a bare part (default: the board's oscillator)")
     b.add_argument("--no-cache", action="store_true",
                    help="rebuild even when the same design, options and toolchain were built "
                         "before ($INTFLOW_BUILD_CACHE, default ~/.cache/intflow/builds)")
@@ -242,7 +251,7 @@ def cmd_build(a) -> int:
     si, so = df.streams[df.inputs[0]], df.streams[df.outputs[0]]
     try:
         result = build(net, target, out / "build", seed=a.seed, baud=a.baud,
-                       in_depth=si.length, out_depth=so.length,
+                       in_depth=si.length, out_depth=so.length, clock_mhz=a.clock,
                        cache_dir=False if a.no_cache else None)
     except FitError as e:
         print(f"intflow: error: {e}; {suggest_fold(df, target, e.used)}", file=sys.stderr)
@@ -366,11 +375,17 @@ def cmd_run(a) -> int:
     inputs = load_inputs(a.inputs, d.graph)
     n = next(iter(inputs.values())).shape[0]
     t0 = time.perf_counter()
-    outs = d.run(inputs, engine=a.engine)
+    outs = d.run(inputs, engine=a.engine, stall=a.stall)
     dt = time.perf_counter() - t0
     save_outputs(a.outputs, outs)
     print(f"{a.engine}: {n} samples in {dt:.3f} s -> {a.outputs} "
           f"({', '.join(f'{k} {list(v.shape)} {v.dtype}' for k, v in outs.items())})")
+    if d.last_cycles is not None:
+        c = d.last_cycles
+        ii = c["initiation_interval"]
+        print(f"cycles ({a.engine}, stall {c['stall']:g}): latency {c['latency']:,} (first "
+              f"input -> last output of a sample), initiation interval "
+              f"{f'{ii:,}' if ii is not None else 'n/a (one sample)'}")
     for note in d.graph.notes:
         print(f"note: {note}")
     if a.compare:

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from .compiler import IntGraph, compile_model, reference
 from .compiler.errors import ModelError
 from .table import format_table
 
-ENGINES = ("reference",)
+ENGINES = ("reference", "icarus", "verilator")  # numpy reference; the RTL under cocotb
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Design:
     fold: str | None = None  # None/"min", "max", "auto" or a JSON file (see fold.apply_fold)
     max_multipliers: int | None = None
     target_ii: int | None = None
+    # cycles of the last RTL run (engine icarus/verilator): latency, II, stall, engine
+    last_cycles: dict | None = field(default=None, repr=False, compare=False)
 
     def dataflow(self):
         """The folded streaming plan the hardware is generated from."""
@@ -46,13 +48,40 @@ class Design:
         from .compiler.dataflow.estimate import estimate
         return estimate(self.dataflow(), family)
 
-    def run(self, inputs: Mapping[str, np.ndarray], engine: str = "reference"
-            ) -> dict[str, np.ndarray]:
-        """Outputs for ``inputs`` (leading axis = sample), keyed by ONNX output name."""
-        if engine != "reference":
+    def run(self, inputs: Mapping[str, np.ndarray], engine: str = "reference",
+            stall: float = 0.3, seed: int = 0) -> dict[str, np.ndarray]:
+        """Outputs for ``inputs`` (leading axis = sample), keyed by ONNX output name.
+
+        ``engine``: ``reference`` (numpy), or ``icarus``/``verilator``: the generated RTL
+        under cocotb, input gaps and output back-pressure each cycle with probability
+        ``stall``; its cycle counts are left in ``last_cycles``."""
+        if engine not in ENGINES:
             raise ModelError(f"engine {engine!r} is not available (engines: "
                              f"{', '.join(ENGINES)})")
-        return reference.run(self.graph, inputs)
+        if engine == "reference":
+            return reference.run(self.graph, inputs)
+        return self._run_rtl(inputs, engine, stall, seed)
+
+    def _run_rtl(self, inputs, engine: str, stall: float, seed: int) -> dict[str, np.ndarray]:
+        from .sim.network import SimulationError, run_graph
+        if not 0 <= stall < 1:
+            raise ModelError(f"--stall {stall}: a probability in [0, 1) is needed")
+        df = self.dataflow()
+        feeds = reference.to_codes(self.graph, inputs)
+        try:
+            env, res = run_graph(df, self.graph, feeds, engine=engine, stall=stall, seed=seed)
+        except SimulationError as e:
+            raise ModelError(f"RTL simulation failed: {e}", file=self.model_path) from None
+        except ValueError as e:  # e.g. a plan with several inputs or outputs
+            raise ModelError(str(e), file=self.model_path) from None
+        lat = [int(v) for v in res.latency if v >= 0]
+        self.last_cycles = {"engine": engine, "stall": stall, "samples": len(lat),
+                            "latency": min(lat) if lat else None,
+                            "initiation_interval": res.initiation_interval,
+                            "cycles": res.cycles}
+        shapes = {o.onnx_name: reference.sample_shape(self.graph.tensors[o.tensor].shape)
+                  for o in self.graph.outputs}
+        return reference.from_codes(self.graph, env, shapes)
 
     def table(self) -> str:
         return format_table(self.graph)

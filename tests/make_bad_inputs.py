@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,8 @@ def quantize(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], rng, tm
         quantize_static,
     )
 
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, once per model
+
     batches = [{k: rng.normal(size=(4, *s)).astype(np.float32) for k, s in shapes.items()}
                for _ in range(3)]
 
@@ -174,6 +178,18 @@ def node_named(m: onnx.ModelProto, name: str) -> onnx.NodeProto:
 def set_input_type(m: onnx.ModelProto, elem_type: int) -> onnx.ModelProto:
     m = _copy(m)
     m.graph.input[0].type.tensor_type.elem_type = elem_type
+    return m
+
+
+def add_node_output(m: onnx.ModelProto, node: str, name: str) -> onnx.ModelProto:
+    m = _copy(m)
+    node_named(m, node).output.append(name)
+    return m
+
+
+def set_output_type(m: onnx.ModelProto, elem_type: int) -> onnx.ModelProto:
+    m = _copy(m)
+    m.graph.output[0].type.tensor_type.elem_type = elem_type
     return m
 
 
@@ -339,6 +355,30 @@ def qop_zero_point_int32(m: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
+def _before_fc1(m: onnx.ModelProto, make) -> onnx.ModelProto:
+    """Insert ``make(src, dst)`` (a layout node) on the dequantised input of fc1."""
+    m = _copy(m)
+    fc1 = node_named(m, "fc1")
+    src, fc1.input[0] = fc1.input[0], "moved"
+    nodes = list(m.graph.node)
+    nodes.insert(nodes.index(fc1), make(src, "moved"))
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    return m
+
+
+def insert_transpose(m: onnx.ModelProto, perm: list[int]) -> onnx.ModelProto:
+    return _before_fc1(m, lambda s, d: helper.make_node("Transpose", [s], [d],
+                                                        name="transpose", perm=perm))
+
+
+def insert_squeeze(m: onnx.ModelProto, axes: list[int]) -> onnx.ModelProto:
+    m = _copy(m)
+    m.graph.initializer.append(_init("squeeze_axes", axes, np.int64))
+    return _before_fc1(m, lambda s, d: helper.make_node("Squeeze", [s, "squeeze_axes"], [d],
+                                                        name="squeeze"))
+
+
 def set_attr(m: onnx.ModelProto, node: str, **attrs) -> onnx.ModelProto:
     m = _copy(m)
     n = node_named(m, node)
@@ -445,25 +485,25 @@ def build(root: Path) -> dict[str, dict]:
     c.compile("empty_file", c.write("empty.onnx", b""), "the file is empty")
     c.compile("text_file", c.write("notes.onnx", b"These are my notes, not a model.\n"
                                                  b"TODO: quantize the network\n"),
-              "not an ONNX model")
+              "not an ONNX model: the protobuf does not parse")
     c.compile("truncated_half", c.write("truncated_half.onnx", mlp_bytes[: len(mlp_bytes) // 2]),
-              "not an ONNX model")
+              "not an ONNX model: the protobuf does not parse")
     c.compile("truncated_head", c.write("truncated_head.onnx", mlp_bytes[:24]),
-              "not an ONNX model")
+              "not an ONNX model: the protobuf does not parse")
     c.compile("truncated_tail", c.write("truncated_tail.onnx", mlp_bytes[:-3]),
-              "not an ONNX model")
+              "not an ONNX model: the protobuf does not parse")
     # the first key (ir_version, varint) becomes wire type 4 (end group): no parse
     c.compile("bitflip_key", c.write("bitflip_key.onnx", flip_bit(mlp_bytes, 0, 2)),
-              "not an ONNX model")
+              "not an ONNX model: the protobuf does not parse")
     # the graph's length varint (field 7, wire type 2 = 0x3a) gets its top bit: overruns
     g = _varint_after(mlp_bytes, 0x3A)
     c.compile("bitflip_graph_length",
               c.write("bitflip_graph_length.onnx", flip_bit(mlp_bytes, g, 6)),
-              "not an ONNX model")
-    # "Relu" isn't in the QDQ MLP; flip a bit of "MatMul" -> "MatMtl"
+              "not an ONNX model: the protobuf does not parse")
+    # one bit of the first "MatMul" op type: "MatMtl", an op onnx does not know
     i = mlp_bytes.index(b"MatMul") + 4
     c.compile("bitflip_op_type", c.write("bitflip_op_type.onnx", flip_bit(mlp_bytes, i, 0)),
-              "invalid ONNX model")
+              "invalid ONNX model: No Op registered for MatMtl")
     c.compile("weights_shorter_than_dims", c.write("weights_short.onnx",
                                                   truncate_weights(mlp)),
               "raw_data size (64 bytes) is too small for the declared shape")
@@ -507,6 +547,25 @@ def build(root: Path) -> dict[str, dict]:
     c.case("usage_bad_requant", ["compile", "{corpus}/valid_mlp.onnx", "-o", "{tmp}/OUT",
                                  "--requant", "float"],
            "argument --requant: invalid choice: 'float'", "intflow compile")
+    c.case("usage_negative_budget", ["compile", "{corpus}/valid_cnn.onnx", "-o", "{tmp}/OUT",
+                                     "--max-multipliers", "-5"],
+           "argument --max-multipliers: wants a positive integer, got '-5'", "intflow compile")
+
+    # ---- folding files (compile --fold FILE.json) -----------------------------------------
+    def fold(case: str, name: str, text: str | None, expected: str) -> None:
+        if text is not None:
+            c.write(name, text.encode())
+        c.compile(case, "valid_cnn.onnx", expected, "--fold", "{corpus}/" + name, names=name)
+
+    fold("fold_missing", "no_such_fold.json", None, "cannot read the folding file")
+    fold("fold_not_json", "fold_not_json.json", "conv1: pe=2\n", "cannot read the folding file")
+    fold("fold_not_an_object", "fold_list.json", "[1, 2]\n", "the folding file must be")
+    fold("fold_pe_zero", "fold_pe_zero.json", '{"conv1": {"pe": 0}}\n',
+         "with integers P, S >= 1")
+    fold("fold_unknown_layer", "fold_unknown_layer.json", '{"conv9": {"pe": 2}}\n',
+         "no MVAU layer named 'conv9'")
+    fold("fold_does_not_divide", "fold_does_not_divide.json", '{"conv1": {"pe": 3}}\n',
+         "PE 3 must divide n=4")
 
     # ---- opsets ----------------------------------------------------------------------------
     c.compile("opset_too_old", c.write("opset_9.onnx", set_opset(mlp, 9)),
@@ -532,7 +591,7 @@ def build(root: Path) -> dict[str, dict]:
     c.compile("unsupported_custom_domain", c.write("unsupported_custom_domain.onnx",
                                                    insert_custom_op(mlp)),
               "unsupported op com.example.Frobnicate; intflow supports: ")
-    c.compile("unsupported_conv3d", c.write("unsupported_conv3d.onnx", conv3d(rng)),
+    c.compile("unsupported_conv3d", c.write("unsupported_conv3d.onnx", conv3d(_rng("conv3d"))),
               "only 1-D and 2-D convolutions are supported")
 
     # ---- shapes: dynamic, --input-shape ----------------------------------------------------
@@ -557,29 +616,68 @@ def build(root: Path) -> dict[str, dict]:
               "--input-shape", "x=1,1,1048576,1048576")
 
     # ---- shapes that do not fit together ---------------------------------------------------
-    c.compile("conv_channels_mismatch", c.write("conv_channels_mismatch.onnx",
-                                               replace_conv_weights(cnn, "conv1",
-                                                                    (4, 2, 3, 3), rng)),
+    c.compile("conv_channels_mismatch", c.write(
+        "conv_channels_mismatch.onnx",
+        replace_conv_weights(cnn, "conv1", (4, 2, 3, 3), _rng("conv_channels"))),
               "node 'conv1' (Conv): input has 1 channels, weights expect 2 x group 1")
     c.compile("conv_kernel_too_large", c.write("conv_kernel_too_large.onnx",
                                               replace_conv_weights(
                                                   _without_kernel_shape(cnn, "conv1"),
-                                                  "conv1", (4, 1, 9, 9), rng)),
+                                                  "conv1", (4, 1, 9, 9), _rng("conv_kernel"))),
               "kernel larger than the padded input")
+    c.compile("conv_pads_wrong_length", c.write("conv_pads_wrong_length.onnx",
+                                               set_attr(cnn, "conv1", pads=[1, 1])),
+              "node 'conv1' (Conv): pads [1, 1] has 2 values; a 2-D window needs 4")
+    c.compile("conv_stride_zero", c.write("conv_stride_zero.onnx",
+                                         set_attr(cnn, "conv1", strides=[0, 0])),
+              "node 'conv1' (Conv): strides [0, 0]: every value must be >= 1")
+    c.compile("conv_group_zero", c.write("conv_group_zero.onnx",
+                                        set_attr(cnn, "conv1", group=0)),
+              "node 'conv1' (Conv): group 0 must be >= 1")
+    c.compile("conv_pads_absurd", c.write("conv_pads_absurd.onnx",
+                                         set_attr(cnn, "conv1", pads=[1 << 40] * 4)),
+              "node 'conv1' (Conv): output shape [1, 4, 2199023255556, 2199023255556] is absurd")
+    c.compile("conv_weights_rank", c.write("conv_weights_rank.onnx", replace_conv_weights(
+        _without_kernel_shape(cnn, "conv1"), "conv1", (4, 1, 3), _rng("conv_rank"))),
+        "node 'conv1' (Conv): weights [4, 1, 3] do not fit a 2-D convolution")
+    c.compile("matmul_scalar_weights", c.write("matmul_scalar_weights.onnx",
+                                              set_init(mlp, "w1_quantized", 7)),
+              "node 'fc1' (MatMul): MatMul operands of shapes [1, 16] and []")
+    c.compile("qop_weights_float", c.write(
+        "qop_weights_float.onnx", set_init(qop, "w1_quantized", np.ones((16, 8)), np.float32)),
+        "node 'fc1_quant' (QLinearMatMul): QLinearMatMul b must be an integer tensor, got "
+        "float32")
+    c.compile("qop_weights_int64", c.write(
+        "qop_weights_int64.onnx", set_init(qop, "w1_quantized", np.ones((16, 8)), np.int64)),
+        "QLinearMatMul b: quantised type int64 is not supported")
     c.compile("matmul_k_mismatch", c.write("matmul_k_mismatch.onnx",
                                           set_init(mlp, "w1_quantized",
-                                                   rng.integers(-9, 9, (12, 8)))),
+                                                   _rng("matmul_k").integers(-9, 9, (12, 8)))),
               "MatMul shapes [1, 16] x [12, 8] do not match")
-    c.compile("qop_matmul_k_mismatch", c.write("qop_matmul_k_mismatch.onnx",
-                                              set_init(qop, "w1_quantized",
-                                                       rng.integers(-9, 9, (12, 8)))),
+    c.compile("qop_matmul_k_mismatch", c.write(
+        "qop_matmul_k_mismatch.onnx",
+        set_init(qop, "w1_quantized", _rng("qop_matmul_k").integers(-9, 9, (12, 8)))),
               "MatMul shapes [1, 16] x [12, 8] do not match")
     c.compile("add_shapes_do_not_broadcast", c.write(
-        "add_no_broadcast.onnx", replace_conv_weights(cnn, "conv2", (3, 4, 3, 3), rng, 3)),
+        "add_no_broadcast.onnx",
+        replace_conv_weights(cnn, "conv2", (3, 4, 3, 3), _rng("add_broadcast"), 3)),
         "node 'residual' (Add): Add shapes [1, 4, 6, 6] and [1, 3, 6, 6] do not broadcast")
     c.compile("reshape_impossible", c.write("reshape_impossible.onnx",
                                            set_init(cnn, "flat_shape", [0, 143])),
               "node 'flatten' (Reshape): cannot reshape [1, 4, 6, 6] to [0, 143]")
+    c.compile("reshape_shape_2d", c.write("reshape_shape_2d.onnx",
+                                         set_init(cnn, "flat_shape", [[0, 144]])),
+              "Reshape shape must be a 1-D integer tensor, got int64 of shape [1, 2]")
+    c.compile("reshape_shape_float", c.write("reshape_shape_float.onnx",
+                                            set_init(cnn, "flat_shape", [0, 144], np.float32)),
+              "Reshape shape must be a 1-D integer tensor, got float32 of shape [2]")
+    c.compile("transpose_bad_perm", c.write("transpose_bad_perm.onnx",
+                                           insert_transpose(mlp, [0, 2])),
+              "node 'transpose' (Transpose): Transpose perm [0, 2] is not a permutation of the 2 "
+              "axes of [1, 16]")
+    c.compile("squeeze_axis_out_of_range", c.write("squeeze_axis_out_of_range.onnx",
+                                                  insert_squeeze(mlp, [3])),
+              "node 'squeeze' (Squeeze): Squeeze axes [3] are out of range for the shape [1, 16]")
     c.compile("reshape_two_minus_ones", c.write("reshape_two_minus_ones.onnx",
                                                set_init(cnn, "flat_shape", [-1, -1])),
               "Reshape target [-1, -1] has more than one -1")
@@ -610,7 +708,23 @@ def build(root: Path) -> dict[str, dict]:
         "3 scales for axis 0 of length 4")
     c.compile("scale_2d", c.write("scale_2d.onnx", set_init(
         set_init(cnn, "c1_w_scale", np.full((2, 2), 0.01)), "c1_w_zero_point",
-        np.zeros((2, 2)))), "scale must be a scalar or 1-D")
+        np.zeros((2, 2)))), "scale must be a scalar or a non-empty 1-D tensor, got shape [2, 2]")
+    c.compile("scale_empty", c.write("scale_empty.onnx", set_init(mlp, "w1_scale", np.zeros(0))),
+              "scale must be a scalar or a non-empty 1-D tensor, got shape [0]")
+    c.compile("qop_scale_count", c.write("qop_scale_count.onnx",
+                                         set_init(qop, "w1_scale", [0.01, 0.02])),
+              "node 'fc1_quant' (QLinearMatMul): b: 2 scales for axis 1 of length 8")
+    # finite scales whose ratios overflow float32: Add's Ra = sa / sc, a bias rescaled
+    c.compile("scale_ratio_overflows", c.write("scale_ratio_overflows.onnx",
+                                               set_init(cnn, "s_scale", 1e-40)),
+              "node 's_QuantizeLinear' (QuantizeLinear): float32 arithmetic on the "
+              "quantisation parameters fails")
+    c.compile("scale_add_constants_overflow", c.write(
+        "scale_add_constants_overflow.onnx", set_init(mlp, "y_scale", 1e-40)),
+        "node 'fc2_bias' (Add): Add rescale: the float32 constants")
+    c.compile("scale_bias_absurd", c.write(
+        "scale_bias_absurd.onnx", set_init(cnn, "c1_b_quantized_scale", np.full(4, 2.1e9))),
+        "accumulator needs")
 
     # ---- zero points -----------------------------------------------------------------------
     c.compile("zero_point_int32_on_quantize", c.write(
@@ -672,6 +786,12 @@ def build(root: Path) -> dict[str, dict]:
               "node 'y_DequantizeLinear' (DequantizeLinear): input 'y_QuantizeLinear_Output' is "
               "not a graph input, an "
               "initializer or the output of an earlier node")
+    c.compile("qop_extra_output", c.write("qop_extra_output.onnx",
+                                         add_node_output(qop, "fc1_bias_quant", "surplus")),
+              "node 'fc1_bias_quant' (QLinearAdd): the node has 2 outputs; QLinearAdd has 1")
+    c.compile("output_unknown_type", c.write("output_unknown_type.onnx",
+                                            set_output_type(mlp, 33)),
+              "graph output 'y' has an unknown element type 33")
     c.compile("undefined_output", c.write("undefined_output.onnx", undefined_output(mlp)),
               "graph output 'never_computed' is not produced by any node")
 
@@ -738,10 +858,19 @@ def build(root: Path) -> dict[str, dict]:
     c.run("npz_unknown_compression", "valid_mlp.onnx", c.write(
         "npz_unknown_compression.npz", patch_zip(good, 8, b"\x63\x00")),
         "compression method is not supported")
+    c.case("check_float_model", ["check", "{corpus}/float_mlp.onnx"], no_q, "float_mlp.onnx")
+    c.case("check_inputs_wrong_shape", ["check", "{corpus}/valid_mlp.onnx", "--inputs",
+                                        "{corpus}/npz_wrong_shape.npz"],
+           "input 'x' has shape [5, 15]; expected (samples, 16)", "npz_wrong_shape.npz")
     c.run("npz_sample_counts_differ", "valid_two_inputs.onnx",
           npz("npz_sample_counts_differ.npz", a=x[:, :8], b=x[:4, 8:]),
           "inputs hold different numbers of samples")
     return c.table
+
+
+def _rng(name: str) -> np.random.Generator:
+    """A generator per mutation, so adding a case does not change the others' files."""
+    return np.random.default_rng([SEED, zlib.crc32(name.encode())])
 
 
 def _without_kernel_shape(m: onnx.ModelProto, node: str) -> onnx.ModelProto:

@@ -15,9 +15,10 @@ def fold_clamp(imp, x: Codes, lo: int, hi: int) -> Codes:
     return Codes(t, x.shape, x.q)
 
 
-def _as_code_clamp(imp, node, ins, src: Codes) -> Codes | None:
+def _as_code_clamp(imp, node, ins, src: Codes, exact: bool = True) -> Codes | None:
     """Relu/Clip of DQ(c) as DQ(clamp(c)) when every bound is exactly a dequantised code:
-    DQ is monotone and DQ(zp) = 0, so max(DQ(c), 0) = DQ(max(c, zp)) exactly."""
+    DQ is monotone and DQ(zp) = 0, so max(DQ(c), 0) = DQ(max(c, zp)) exactly. With
+    ``exact=False`` a bound between two codes clamps to the nearest code inside the range."""
     from .. import host
     from .float_island import clip_bounds
     q = src.q
@@ -31,8 +32,15 @@ def _as_code_clamp(imp, node, ins, src: Codes) -> Codes | None:
             codes.append(default)
             continue
         c = int(host.quantize(np.array([b], np.float32), q, sample_axis=False)[0])
-        if host.dequantize(np.array([c]), q, sample_axis=False)[0] != b:
-            return None
+        v = host.dequantize(np.array([c]), q, sample_axis=False)[0]
+        if v != b:
+            if exact:
+                return None
+            lower_bound = default == q.dtype.min
+            if lower_bound and v < b and c < q.dtype.max:
+                c += 1
+            elif not lower_bound and v > b and c > q.dtype.min:
+                c -= 1
         codes.append(c)
     return fold_clamp(imp, src, codes[0], codes[1])
 
@@ -69,3 +77,22 @@ def _lower_activation(imp, node, ins):
 
 lowers("Relu")(_lower_activation)
 lowers("Clip")(_lower_activation)
+
+
+def approximate_dequant(imp, v):
+    """A pending Relu/Clip chain over DQ(codes) that a non-elementwise float op reads
+    (onnxruntime runs both in float): the clamp on codes, nearest codes for the bounds, as a
+    synthetic dequantised value — intflow then notes the float path instead of claiming
+    equality."""
+    if not (isinstance(v, FloatOp) and v.node.op_type in ("Relu", "Clip")):
+        return v
+    inner = approximate_dequant(imp, v.inputs[0])
+    if not (isinstance(inner, Dequant) and isinstance(inner.src, Codes)
+            and inner.src.q.axis is None):
+        return v
+    saved, imp.node = imp.node, v.node
+    try:
+        clamped = _as_code_clamp(imp, v.node, v.inputs, inner.src, exact=False)
+    finally:
+        imp.node = saved
+    return Dequant(clamped, synthetic=True)

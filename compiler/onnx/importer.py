@@ -32,6 +32,10 @@ from .values import (
 )
 
 ACC = IntType(True, 64)  # placeholder type of accumulators until widths are proven
+# ops that keep a pending float Relu/Clip chain symbolic (a following Q can close it exactly)
+ELEMENTWISE_OR_LAYOUT = {"QuantizeLinear", "Relu", "Clip", "Sigmoid", "LeakyRelu",
+                         "BatchNormalization", "Identity", "Dropout", "MaxPool", "Reshape",
+                         "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Shape"}
 # ops on a float graph input that commute with the QuantizeLinear after them (monotone or
 # layout), so the host quantises first and the accelerator runs them on codes
 COMMUTES_WITH_Q = {"QuantizeLinear", "MaxPool", "Relu", "Clip", "Reshape", "Flatten",
@@ -223,6 +227,9 @@ class Importer:
             else:
                 ins.append(self.env[i])
         key = (node.domain or "", node.op_type)
+        if node.op_type not in ELEMENTWISE_OR_LAYOUT:
+            from .clamp import approximate_dequant
+            ins = [approximate_dequant(self, v) if v is not None else None for v in ins]
         if node.op_type not in COMMUTES_WITH_Q and any(
                 reads_float_input(v) for v in ins if v is not None):
             raise FloatPrefix(
@@ -248,7 +255,8 @@ class Importer:
                 file=self.path, node=node.name, op=node.op_type)
         outs = fn(self, node, ins)
         if len(outs) < len([o for o in node.output if o]):
-            raise AssertionError(f"lowering of {node.op_type} returned too few values")
+            raise self.error(f"the node has {len(node.output)} outputs; {node.op_type} has "
+                             f"{len(outs)}")
         for name, v in zip(node.output, outs):
             if name:
                 self.env[name] = v

@@ -124,6 +124,8 @@ def squeeze(imp, node, ins):
     axes = _axes(imp, node, ins)
     if axes is None:
         axes = [i for i, d in enumerate(shape) if d == 1]
+    if any(not -len(shape) <= a < len(shape) for a in axes):
+        raise imp.error(f"Squeeze axes {axes} are out of range for the shape {list(shape)}")
     axes = [a % len(shape) for a in axes]
     if any(shape[a] != 1 for a in axes):
         raise imp.error(f"Squeeze axes {axes} are not of size 1 in {list(shape)}")
@@ -148,6 +150,9 @@ def transpose(imp, node, ins):
     shape = _shape_of(imp, ins[0])
     perm = imp.attrs(node).get("perm", list(range(len(shape)))[::-1])
     perm = [int(p) for p in perm]
+    if sorted(perm) != list(range(len(shape))):
+        raise imp.error(f"Transpose perm {perm} is not a permutation of the {len(shape)} axes "
+                        f"of {list(shape)}")
     new = tuple(shape[p] for p in perm)
     return [_apply(imp, ins[0], new, perm)]
 

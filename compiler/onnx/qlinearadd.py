@@ -56,6 +56,9 @@ def add_attrs(imp, qa, qb, qc, a_shape, b_shape) -> dict:
         else:  # fixA = f32(zc - fma(Ra, za, f32(Rb*zb)))
             fix = np.float32(np.float32(zc) - _fma32(ra, np.float32(za),
                                                      np.float32(rb * np.float32(zb))))
+        if not np.isfinite([ra, rb, fix]).all():
+            raise imp.error(f"Add rescale: the float32 constants Ra={ra}, Rb={rb}, fix={fix} "
+                            "overflow: are the scales absurdly large or small?")
         attrs.update(ra=_pair(ra), rb=_pair(rb), fix=_pair(fix),
                      order="a_inner" if swap else "b_inner")
     else:

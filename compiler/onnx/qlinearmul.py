@@ -33,7 +33,12 @@ def lower(imp, node, ins):
     if isinstance(a, Const) and isinstance(b, Const):
         return [Const(a.value * b.value)]
     if isinstance(a, Dequant) and isinstance(b, Dequant):
-        return [imp.pending_float(node, ins, tuple(np.broadcast_shapes(a.shape, b.shape)))]
+        try:
+            shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            raise imp.error(f"Mul shapes {list(a.shape)} and {list(b.shape)} do not "
+                            "broadcast") from None
+        return [imp.pending_float(node, ins, shape)]
     raise imp.error("Mul inputs must both be DequantizeLinear outputs")
 
 
