@@ -39,7 +39,8 @@ ELEMENTWISE_OR_LAYOUT = {"QuantizeLinear", "Relu", "Clip", "Sigmoid", "LeakyRelu
 # ops on a float graph input that commute with the QuantizeLinear after them (monotone or
 # layout), so the host quantises first and the accelerator runs them on codes
 COMMUTES_WITH_Q = {"QuantizeLinear", "MaxPool", "Relu", "Clip", "Reshape", "Flatten",
-                   "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape"}
+                   "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape",
+                   "DynamicQuantizeLinear"}  # (rejected by its own lowering, clearly)
 
 
 class Importer:

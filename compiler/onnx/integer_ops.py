@@ -65,3 +65,10 @@ def conv_integer(imp, node, ins):
     acc, shape = emit_conv_acc(imp, x, wq, None, imp.attrs(node), node.output[0])
     imp.g.tensors[acc].dtype = INT32
     return [Codes(acc, shape, None)]
+
+
+@lowers("DynamicQuantizeLinear")
+def dynamic_quantize(imp, node, ins):
+    raise imp.error("DynamicQuantizeLinear computes its scale from every input at run time "
+                    "(onnxruntime.quantization.quantize_dynamic); a fixed integer datapath needs "
+                    "static scales: quantize with quantize_static instead")
