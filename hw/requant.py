@@ -1,17 +1,18 @@
 """Requantisation units: accumulator -> output code, bit-exact to ``compiler/requant.py``.
 
 ``RequantOrt`` computes ``requant_ort`` (onnxruntime's ``y = sat(rint(f32(f32(acc) * M)) + zy)``,
-ORT_KERNELS.md §3) in integers, one stage per step:
+ORT_KERNELS.md §3) in integers, one short step per stage (``ORT_STAGES``):
 
-    1  |acc| and its sign                       6  round the product to 24 bits (half-even)
-    2  leading-zero count                       7  binary point: shift amount and overflow
-    3  normalise (shift the leading one up)     8  shift with guard and sticky bits
-    4  round to 24 significant bits (half-even) 9  round half-even, saturate the magnitude
-    5  24 x 24 multiply by M's mantissa         10 sign, + zero point, clamp to [lo, hi]
+    1  |acc| and its sign                       7  the product's top 24 bits, guard, sticky
+    2  leading-zero count                       8  round them half-even: v = vm * 2^ve
+    3  normalise (shift the leading one up)     9  binary point: shift amount, saturation
+    4  round to 24 significant bits (half-even) 10 shift vm to the binary point
+    5  24 x 24 multiply: four 12 x 12 products  11 round half-even, saturate the magnitude
+    6  ... summed                               12 sign, + zero point, clamp to [lo, hi]
 
 ``RequantDyadic`` computes ``requant_dyadic`` (TFLite ``MultiplyByQuantizedMultiplier``:
 saturating left shift, ``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``), zero point
-and clamp, in 6 stages.
+and clamp, in ``DYADIC_SCALE_STAGES + 1`` stages.
 
 Both take per-tensor multipliers as constants and per-channel ones from a ROM indexed by the
 payload's ``channel`` field; the zero point and clamp bounds are per tensor (as in the IR). The
@@ -29,9 +30,13 @@ from amaranth.lib.wiring import In, Out
 from ..compiler import requant as rq
 from .pipeline import Pipeline, stall_together
 
-__all__ = ["RequantOrt", "RequantDyadic", "code_shape", "requant_from_ir"]
+__all__ = ["RequantOrt", "RequantDyadic", "requant_from_ir", "ort_datapath", "dyadic_scale",
+           "split_product", "count_leading_zeros", "clamp", "code_shape", "ORT_STAGES",
+           "DYADIC_SCALE_STAGES", "DYADIC_ROM", "dyadic_rom_entries"]
 
 MANT = 24  # float32 significand bits, hidden bit included
+ORT_STAGES = 12  # RequantOrt's pipeline depth (its latency)
+DYADIC_SCALE_STAGES = 6  # dyadic_scale's registers; RequantDyadic adds the output register
 
 
 def code_shape(lo: int, hi: int) -> Shape:
@@ -73,8 +78,25 @@ def _as_signed(v: Value) -> Value:
     return v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
 
 
-def _clamp(v: Value, lo: int, hi: int) -> Value:
+def clamp(v: Value, lo: int, hi: int) -> Value:
+    """``min(max(v, lo), hi)``."""
     return Mux(v < lo, lo, Mux(v > hi, hi, v))
+
+
+def split_product(p: Pipeline, a: Value, b: Value) -> Value:
+    """``a * b`` in two stages: four half-width products (each one DSP block, or a small
+    LUT multiplier), registered, then their shifted sum, registered. Signed operands keep
+    the sign in the upper half: ``a = ah * 2^k + al`` with ``al`` unsigned."""
+    a, b = Value.cast(a), Value.cast(b)
+    ka, kb = max(1, len(a) // 2), max(1, len(b) // 2)
+    parts_a = [(a[:ka], 0), ((a[ka:].as_signed() if a.shape().signed else a[ka:]), ka)]
+    parts_b = [(b[:kb], 0), ((b[kb:].as_signed() if b.shape().signed else b[kb:]), kb)]
+    products = [(p.reg(x * y), sx + sy) for x, sx in parts_a if len(x) for y, sy in parts_b
+                if len(y)]
+    total = sum((v << s if s else v) for v, s in products)
+    signed = a.shape().signed or b.shape().signed
+    shape = Shape(len(a) + len(b), signed)
+    return p.reg(total, shape)
 
 
 def _round_half_even(top: Value, guard: Value, sticky: Value) -> Value:
@@ -115,7 +137,7 @@ class RequantOrt(wiring.Component):
     Streams: ``i`` carries ``{acc[, channel]}``, ``o`` carries ``{y}``.
     """
 
-    latency = 10
+    latency = ORT_STAGES
 
     def __init__(self, acc_shape, mant, exp, zero_point: int, lo: int, hi: int):
         self.acc_shape = Shape.cast(acc_shape)
@@ -143,8 +165,14 @@ class RequantOrt(wiring.Component):
         return m
 
 
-def ort_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int) -> Value:
-    """The ten stages of ``RequantOrt`` on pipeline ``p`` (``par`` arrives at stage 1)."""
+def ort_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int, *,
+                 cvt_overflow_low: bool = False) -> Value:
+    """The ``ORT_STAGES`` stages of ``RequantOrt`` on pipeline ``p`` (``par`` arrives at
+    stage 1); the result is combinational at the last stage (the caller registers it).
+
+    ``cvt_overflow_low``: x86 ``cvtps2dq`` semantics for ``|rint(v)| >= 2^31`` (the "integer
+    indefinite" INT32_MIN, hence ``lo`` after the clamp) instead of saturating by sign — what
+    QLinearAdd/QLinearMul do (ORT_KERNELS.md §4, §5); requantisation clamps in float first."""
     acc = Value.cast(acc)
     width = len(acc)
     # 1: sign and magnitude (|acc| <= 2^(width-1) fits in width bits)
@@ -174,42 +202,45 @@ def ort_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int
     am = p.reg(am, unsigned(MANT))
     ea24 = p.reg(ea24, unsigned((width + 1).bit_length()))
     sign, par = p.reg(sign), p.reg(par)
-    # 5: 24 x 24 multiply (operand registers above, product register here: DSP pipelining)
-    prod = p.reg(am * par.mant, unsigned(2 * MANT))
-    e_sum = p.reg(ea24 + par.eoff)  # v's exponent, less the product rounding's
-    sign = p.reg(sign)
-    # 6: round the product to 24 bits (it has 47 or 48; zero stays zero)
+    # 5, 6: 24 x 24 multiply (am and the mantissa are registers: DSP operand registers)
+    prod = split_product(p, am, par.mant)
+    e_sum = p.delay(ea24 + par.eoff, 2)  # v's exponent, less the product rounding's
+    sign = p.delay(sign, 2)
+    # 7: the product's top 24 bits, guard and sticky (it has 47 or 48; zero stays zero)
     hi_bit = prod[2 * MANT - 1]
-    vm_top = Mux(hi_bit, prod[MANT:], prod[MANT - 1:2 * MANT - 1])
-    guard = Mux(hi_bit, prod[MANT - 1], prod[MANT - 2])
-    sticky = Mux(hi_bit, prod[:MANT - 1].any(), prod[:MANT - 2].any())
+    vm_top = p.reg(Mux(hi_bit, prod[MANT:], prod[MANT - 1:2 * MANT - 1]))
+    guard = p.reg(Mux(hi_bit, prod[MANT - 1], prod[MANT - 2]))
+    sticky = p.reg(Mux(hi_bit, prod[:MANT - 1].any(), prod[:MANT - 2].any()))
+    e_sum = p.reg(e_sum + hi_bit)
+    sign = p.reg(sign)
+    # 8: round them half-even
     rounded = _round_half_even(vm_top, guard, sticky)
     carry = rounded[MANT]
     vm = p.reg(Mux(carry, 1 << (MANT - 1), rounded[:MANT]), unsigned(MANT))
-    ve = p.reg(e_sum + hi_bit + carry)  # v = vm * 2^ve
+    ve = p.reg(e_sum + carry)  # v = vm * 2^ve
     sign = p.reg(sign)
-    # 7: r = rint(vm * 2^ve). |r| >= cap saturates: then r + zero_point is past the clamp on
+    # 9: r = rint(vm * 2^ve). |r| >= cap saturates: then r + zero_point is past the clamp on
     # the side of its sign. vm >= 2^23, so ve >= left saturates; below, shift vm left by
     # t = ve + 25 (clamped to 0: for ve <= -25 the result is 0, as is vm >> 25 rounded).
     cap = max(hi - zero_point, zero_point - lo, 0) + 1
     left = max(0, cap.bit_length() - (MANT - 1))
-    sat = p.reg(ve >= left)
+    # (acc == 0 leaves ve meaningless: vm == 0 tells it apart, every other acc has vm >= 2^23)
+    sat = p.reg((ve >= left) & vm.any())
     t = p.reg(Mux(ve < -(MANT + 1), 0, ve + MANT + 1)[:(MANT + 1 + left).bit_length()])
+    # |r| >= 2^31 exactly when ve >= 8 (vm < 2^24: below that r < 2^31, and vm >= 2^23)
+    big = p.reg((ve >= 8) & vm.any()) if cvt_overflow_low else Const(0, 1)
     vm, sign = p.reg(vm), p.reg(sign)
-    # 8: shifted = vm * 2^(ve + 25): integer part above bit 25, guard bit 24, sticky below
-    shifted = (vm << t)[:2 * MANT + 1 + left]
-    q = p.reg(shifted[MANT + 1:])
-    guard = p.reg(shifted[MANT])
-    sticky = p.reg(shifted[:MANT].any())
-    sat, sign = p.reg(sat), p.reg(sign)
-    # 9: round half-even, saturate the magnitude at cap
-    r = _round_half_even(q, guard, sticky)
+    # 10: shifted = vm * 2^(ve + 25): integer part above bit 25, guard bit 24, sticky below
+    shifted = p.reg((vm << t)[:2 * MANT + 1 + left])
+    sat, sign, big = p.reg(sat), p.reg(sign), p.reg(big)
+    # 11: round half-even, saturate the magnitude at cap
+    r = _round_half_even(shifted[MANT + 1:], shifted[MANT], shifted[:MANT].any())
     mag_shape = unsigned(cap.bit_length())
     rmag = p.reg(Mux(sat | (r >= cap), cap, r)[:mag_shape.width], mag_shape)
-    sign = p.reg(sign)
-    # 10 (output register): sign, zero point, clamp
+    sign, big = p.reg(sign), p.reg(big)
+    # 12 (output register): sign, zero point, clamp
     rs = Mux(sign, -rmag, rmag)
-    return _clamp(rs + zero_point, lo, hi)
+    return Mux(big, lo, clamp(rs + zero_point, lo, hi))
 
 
 # ---- dyadic ---------------------------------------------------------------------------------
@@ -224,7 +255,7 @@ class RequantDyadic(wiring.Component):
     zero_point, lo, hi : output zero point and clamp bounds.
     """
 
-    latency = 6
+    latency = DYADIC_SCALE_STAGES + 1
 
     def __init__(self, acc_shape, m0, shift, zero_point: int, lo: int, hi: int):
         self.acc_shape = Shape.cast(acc_shape)
@@ -262,50 +293,55 @@ def dyadic_rom_entries(m0, shift) -> list[dict]:
 
 
 def dyadic_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int) -> Value:
-    """The six stages of ``RequantDyadic`` on pipeline ``p`` (``par`` arrives at stage 1)."""
+    """``RequantDyadic``'s stages on pipeline ``p`` (``par`` arrives at stage 1); the result
+    is combinational at the last stage (the caller registers it)."""
     y, stages = dyadic_scale(p, acc, par)
-    assert stages == 5
-    # 6 (output register): zero point and clamp
-    return _clamp(y + zero_point, lo, hi)
+    assert stages == DYADIC_SCALE_STAGES
+    # output register: zero point and clamp
+    return clamp(y + zero_point, lo, hi)
 
 
 def dyadic_scale(p: Pipeline, acc: Value, par) -> tuple[Value, int]:
-    """``rounding_divide_by_pot(srdhm(clip(acc << left), m0), right)``: 5 stages, the result
-    combinational at the last one (registered by the caller's next stage)."""
+    """``rounding_divide_by_pot(srdhm(clip(acc << left), m0), right)`` in
+    ``DYADIC_SCALE_STAGES`` stages, the result combinational at the last one (registered by
+    the caller's next stage). Returns (result, stages)."""
     acc = Value.cast(acc)
     # 1: operands (``par`` arrives here)
     acc = p.reg(acc)
     # 2: x = clip(acc << left) to int32
     shifted = acc << par.left
     if len(shifted) > (32 if shifted.shape().signed else 31):
-        x = p.reg(_clamp(shifted, rq.INT32_MIN, rq.INT32_MAX), signed(32))
+        x = p.reg(clamp(shifted, rq.INT32_MIN, rq.INT32_MAX), signed(32))
     else:
         x = p.reg(shifted)
     par = p.reg(par)
-    # 3: 32 x 31 multiply (operands registered above, product here)
-    ab = p.reg(x * par.m0)
-    par = p.reg(par)
-    # 4: SaturatingRoundingDoublingHighMul. gemmlowp adds 2^30 (ab >= 0) or 1 - 2^30 (ab < 0)
+    # 3, 4: 32 x 31 multiply (x and m0 are registers: DSP operand registers)
+    ab = split_product(p, x, par.m0)
+    par = p.delay(par, 2)
+    # 5: SaturatingRoundingDoublingHighMul. gemmlowp adds 2^30 (ab >= 0) or 1 - 2^30 (ab < 0)
     # and truncates toward zero; for ab < 0 that is ceil((ab + 1 - 2^30) / 2^31)
     # = floor((ab + 2^30) / 2^31), the same as for ab >= 0: one add, one arithmetic shift.
     # (Its INT32_MIN * INT32_MIN saturation cannot occur: m0 < 2^31.)
     q = p.reg(_as_signed((ab + (1 << 30)) >> 31))
     par = p.reg(par)
-    # 5: RoundingDivideByPOT: floor(q / 2^right) + 1 when the remainder exceeds half (or
+    # 6: RoundingDivideByPOT: floor(q / 2^right) + 1 when the remainder exceeds half (or
     # equals it and q >= 0): round half away from zero.
     ext = Cat(Const(0, 32), q).as_signed() >> par.right
     frac = ext[:32]
     up = frac[31] & (~q[-1] | frac[:31].any())
     fl = p.reg(ext[32:].as_signed())
     up = p.reg(up)
-    return fl + up, 5
+    return fl + up, DYADIC_SCALE_STAGES
 
 
-def requant_from_ir(g, node):
-    """The requant unit for an IR ``Requant`` node (``RequantOrt`` or ``RequantDyadic``)."""
+def requant_from_ir(g, node, channels: slice | None = None):
+    """The requant unit for an IR ``Requant`` node (``RequantOrt`` or ``RequantDyadic``);
+    ``channels`` keeps a share of per-channel multipliers (a PE's output channels)."""
     a = node.attrs
     dt = g.tensors[node.inputs[0]].dtype
     acc_shape = signed(dt.bits) if dt.signed else unsigned(dt.bits)
-    p, q = g.const(node.inputs[1]), g.const(node.inputs[2])
+    p, q = np.ravel(g.const(node.inputs[1])), np.ravel(g.const(node.inputs[2]))
+    if channels is not None and len(p) > 1:
+        p, q = p[channels], q[channels]
     cls = RequantOrt if a["mode"] == "ort" else RequantDyadic
     return cls(acc_shape, p, q, a["zero_point"], a["lo"], a["hi"])

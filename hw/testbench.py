@@ -1,10 +1,11 @@
-"""Driving stream components in amaranth's simulator: payload packing and a stream pump.
+"""Driving components in amaranth's simulator: payload packing, a stream pump, a lane bench.
 
 ``pack``/``unpack`` turn numpy arrays into payload bit patterns and back for any amaranth shape
 or ``data`` layout (struct fields by name, array elements along a trailing axis).
 ``run_stream`` pushes beats through a component's input stream and collects its output stream,
-one testbench coroutine doing both ends each cycle (the cheapest way through the Python
-simulator), with optional random ``valid`` gaps and ``ready`` back-pressure.
+one simulator process doing both ends each cycle (the cheapest way through the Python
+simulator), with optional random ``valid`` gaps and ``ready`` back-pressure. ``run_lanes``
+drives the enable-driven multiplier arrays (``a``, ``b``, ``en`` in, ``p`` out).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from amaranth import Shape
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-__all__ = ["pack", "unpack", "run_stream", "StreamRun"]
+__all__ = ["pack", "unpack", "run_stream", "run_lanes", "StreamRun"]
 
 
 def pack(shape, values) -> np.ndarray:
@@ -148,3 +149,36 @@ def run_stream(dut, beats: Sequence[int], n_out: int, *, i: str = "i", o: str = 
     else:
         sim.run()
     return StreamRun(out, stats["cycles"], stats["first_in"], stats["last_out"])
+
+
+def run_lanes(dut, a: np.ndarray, b: np.ndarray, stall_every: int = 5) -> np.ndarray:
+    """Products of the rows of ``a`` and ``b`` (beats x lanes) through a multiplier array
+    (``mac.MultiplierArray`` or ``csd.CsdMultiplierArray``), one row per enabled cycle, with
+    ``en`` low every ``stall_every``-th cycle (nothing may move then)."""
+    wa, wb = pack(dut.a.shape(), a), pack(dut.b.shape(), b)
+    out: list[int] = []
+
+    async def bench(ctx):
+        in_flight: list[int] = []  # rows entered; the oldest is out after ``latency`` edges
+        k = cycle = 0
+        while len(out) < len(wa):
+            en = cycle % stall_every != stall_every - 1
+            if k < len(wa):
+                ctx.set(dut.a.as_value(), int(wa[k]))
+                ctx.set(dut.b.as_value(), int(wb[k]))
+            ctx.set(dut.en, en)
+            await ctx.tick()
+            if en:
+                in_flight.append(k)
+                k += 1
+                if len(in_flight) > dut.latency:
+                    in_flight.pop(0)
+                if len(in_flight) == dut.latency and in_flight[0] < len(wa):
+                    out.append(ctx.get(dut.p.as_value()))
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return unpack(dut.p.shape(), out)

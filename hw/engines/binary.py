@@ -2,9 +2,9 @@
 constant operand stored in stream order (``params["constants"][i]``, read from a ROM by
 position).
 
-Every mode ends in the same float32 step, ``y = clip(cvt(v))`` with ``v`` a float32 result
-(rounded once, half-even, to 24 significant bits) and ``cvt`` x86's round-half-even with
-INT32_MIN for ``|rint(v)| >= 2^31``. The hardware never forms ``v``: it forms the *exact*
+The ort Add and Mul end in the same float32 step, ``y = clip(cvt(v))`` with ``v`` a float32
+result (rounded once, half-even, to 24 significant bits) and ``cvt`` x86's round-half-even
+with INT32_MIN for ``|rint(v)| >= 2^31``. The hardware never forms ``v``: it forms the *exact*
 value ``S * 2^E`` before that rounding (or a stand-in proven to round the same way) as one
 wide integer ``S``, then rounds to 24 bits and to an integer (``round24_rint``).
 

@@ -114,17 +114,23 @@ def ort_variant(acc, mant, exp, acc_mode="even", prod_mode="even", out_mode="eve
     return np.where(acc < 0, -r, r)
 
 
-def hard_ort_cases(rng, width, ms, zp, lo, hi, n_candidates):
-    """Accumulators (and channels) on which some rival rounding gives a different output."""
+RIVALS = ({"acc_mode": None}, {"acc_mode": "up"}, {"acc_mode": "trunc"},
+          {"prod_mode": "up"}, {"prod_mode": "trunc"}, {"out_mode": "up"})
+
+
+def hard_ort_cases(rng, width, ms, zp, lo, hi, n_candidates, per_rival=250):
+    """Accumulators (and channels) on which rival roundings give a different output: up to
+    ``per_rival`` for each rival, which must have at least 10."""
     acc, ch = ort_adversarial(rng, width, ms, zp, lo, hi, n_candidates)
     mant, exp = rq.ort_multiplier(np.float32(ms))
     true = ort_ref(acc, mant, exp, ch, zp, lo, hi)
-    hard = np.zeros(len(acc), bool)
-    for kw in ({"acc_mode": None}, {"acc_mode": "up"}, {"acc_mode": "trunc"},
-               {"prod_mode": "up"}, {"prod_mode": "trunc"}, {"out_mode": "up"}):
+    keep = np.zeros(len(acc), bool)
+    for kw in RIVALS:
         rival = np.clip(ort_variant(acc, mant[ch], exp[ch], **kw) + zp, lo, hi)
-        hard |= rival != true
-    return acc[hard], ch[hard]
+        told = np.nonzero(rival != true)[0]
+        assert len(told) >= 10, f"no hard cases for rival {kw}"
+        keep[told[:per_rival]] = True
+    return acc[keep], ch[keep]
 
 
 @pytest.mark.parametrize("width", [26, 32])
@@ -132,14 +138,14 @@ def test_ort_rival_roundings_told_apart(width):
     """Cases where a rival (acc not rounded to 24 bits, half-up or truncating rounding in any
     of the three steps) differs from the kernel: the hardware must side with the kernel."""
     rng = np.random.default_rng(40 + width)
-    # |acc| > 2^24 and outputs in [-128, 127]: M < 2^-17
+    # |acc| > 2^24 and outputs in [-128, 127]: M < 2^-17; short mantissas make product ties
     ms = np.float32(10.0 ** rng.uniform(-9, -6.5, 8) * (1 << (width - 26)))
+    ms[:4] = np.float32(np.array([1.5, 1.25, 1.75, 1.375]) * 2.0 ** np.floor(np.log2(ms[:4])))
     acc, ch = hard_ort_cases(rng, width, ms, -7, -128, 127, 400_000)
-    assert len(acc) > 300
     mant, exp = rq.ort_multiplier(ms)
     dut = RequantOrt(signed(width), mant, exp, -7, -128, 127)
-    y = stream_requant(dut, acc[:3000], ch[:3000])
-    np.testing.assert_array_equal(y, ort_ref(acc[:3000], mant, exp, ch[:3000], -7, -128, 127))
+    y = stream_requant(dut, acc, ch)
+    np.testing.assert_array_equal(y, ort_ref(acc, mant, exp, ch, -7, -128, 127))
 
 
 @pytest.mark.parametrize("width", [16, 24, 25, 27, 32])
@@ -174,6 +180,20 @@ def test_ort_wide_output_needs_left_shift():
     y = stream_requant(dut, acc, ch)
     np.testing.assert_array_equal(y, ort_ref(acc, mant, exp, ch, 11, lo, hi))
     assert np.sum(np.abs(y) >= 1 << 23) > 500
+
+
+@pytest.mark.parametrize("width", [12, 26, 32])
+def test_ort_zero_and_small_acc_with_large_multipliers(width):
+    """acc == 0 has no exponent: whatever M, the output is the zero point (a large M once
+    made the zero saturate)."""
+    ms = np.float32([1.0, 37.25, 1e4, 3e7, 2.0**40])
+    mant, exp = rq.ort_multiplier(ms)
+    dut = RequantOrt(signed(width), mant, exp, 5, -128, 127)
+    acc = np.tile(np.array([0, 0, 1, -1, 2, -2, 0, 3]), len(ms))
+    ch = np.repeat(np.arange(len(ms)), 8)
+    y = stream_requant(dut, acc, ch)
+    np.testing.assert_array_equal(y, ort_ref(acc, mant, exp, ch, 5, -128, 127))
+    assert np.all(y[acc == 0] == 5)
 
 
 @pytest.mark.slow

@@ -1,0 +1,87 @@
+"""Foldings that fit a device, chosen with the cost model (``compiler.dataflow.estimate``).
+
+``device_budget`` picks the multiplier budget for ``--fold auto`` on a target: the fastest
+balanced folding whose estimate (plus the UART wrapper) fits the device. ``suggest_fold`` answers
+a build that did not fit: it corrects the estimate by what synthesis really used (the difference
+carries over to other foldings) and walks down the budgets until every resource fits.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from ..compiler.dataflow.estimate import estimate
+from ..compiler.dataflow.fold import apply_fold
+from ..compiler.dataflow.plan import plan
+from ..compiler.dataflow.spec import Dataflow
+from .target import Target
+
+RESOURCES = ("LUT", "FF", "DSP", "BRAM")
+# the UART host wrapper around the accelerator (measured on iCE40/ECP5 with two FIFOs)
+WRAPPER = {"LUT": 250, "FF": 250, "DSP": 0, "BRAM": 2}
+
+
+@dataclass
+class Fold:
+    max_multipliers: int
+    multipliers: int
+    initiation_interval: int
+    predicted: dict[str, int]  # estimate + correction, per resource
+
+    def fits(self, available: dict[str, int]) -> bool:
+        return all(self.predicted[r] <= available[r] for r in RESOURCES)
+
+    def describe(self, available: dict[str, int]) -> str:
+        use = ", ".join(f"{r} {self.predicted[r]:,}/{available[r]:,}" for r in RESOURCES)
+        return (f"--fold auto --max-multipliers {self.max_multipliers} (estimated {use}; "
+                f"II {self.initiation_interval:,} cycles)")
+
+
+def _foldings(df: Dataflow, family: str, offset: dict[str, int]):
+    """Balanced foldings from the fastest down, one per distinct multiplier count."""
+    budget = None
+    while True:
+        d = copy.deepcopy(df)
+        apply_fold(d, "auto", max_multipliers=budget)
+        est = estimate(d, family)
+        t = est["total"]
+        n = t["multipliers"]
+        # a budget of n gives this same folding (every faster one needs more than n)
+        yield Fold(n, n, est["initiation_interval"],
+                   {r: max(0, int(t[r] + offset.get(r, 0))) for r in RESOURCES})
+        if budget is not None and n > budget:
+            return  # auto_fold fell back to the smallest folding: nothing smaller exists
+        if n <= 1:
+            return
+        budget = n - 1
+
+
+def device_budget(graph, target: Target) -> Fold | None:
+    """The fastest balanced folding whose estimate, with the wrapper, fits ``target``; None
+    when even the smallest does not (the build then reports what overflows)."""
+    df = plan(graph)
+    for f in _foldings(df, target.family, WRAPPER):
+        if f.fits(target.available):
+            return f
+    return None
+
+
+def suggest_fold(df: Dataflow, target: Target, used: dict[str, int]) -> str:
+    """A folding to try after ``used`` (what synthesis of ``df`` needed) overflowed."""
+    now = estimate(df, target.family)["total"]
+    offset = {r: used[r] - now[r] for r in RESOURCES}
+    smallest = None
+    for f in _foldings(df, target.family, offset):
+        if f.multipliers >= now["multipliers"]:
+            continue  # the folding that was just built, or a larger one
+        if f.fits(target.available):
+            return f"try {f.describe(target.available)}"
+        smallest = f
+    if smallest is None:
+        return ("this is already the smallest folding (one multiplier per layer); choose a "
+                "larger device")
+    over = [f"{r} {smallest.predicted[r]:,}/{target.available[r]:,}" for r in RESOURCES
+            if smallest.predicted[r] > target.available[r]]
+    return (f"no folding fits: even the smallest ({smallest.multipliers} multipliers) needs "
+            f"an estimated {', '.join(over)}; choose a larger device")

@@ -1,0 +1,226 @@
+"""The network top: every engine of a ``compiler.dataflow`` plan, a FIFO on every stream.
+
+``Network(df)`` is an amaranth ``Component`` with one input stream ``i`` (the host's input
+tensor, one element per beat, in ``df.streams[df.inputs[0]].order``) and one output stream
+``o`` (the output tensor in the order ``df.output_orders[0]`` says). Every engine comes from the
+registry (``hw.engines.build``); every stream of the plan — the host edges included — gets an
+``amaranth.lib.fifo.SyncFIFOBuffered`` of the plan's depth (at least 3: a buffered FIFO of
+depth 2 passes one beat every other cycle).
+
+``ports()`` describes the Verilog ports of ``amaranth.back.verilog.convert(net, name=TOP)``
+(stable names: ``clk``, ``rst``, ``i__payload``/``i__valid``/``i__ready``,
+``o__payload``/``o__valid``/``o__ready``) so the accelerator drops into a user's design;
+``ports.json`` is that dict.
+
+With ``probes=True`` a third output, ``probe``, carries per edge the FIFO level and its four
+handshake bits (``probe_fields`` says where), for a simulation watchdog to name a stalled edge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth import Cat, Module, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..compiler.dataflow.spec import Dataflow
+from .engines import build
+from .engines.common import payload_shape
+
+TOP = "intflow_network"
+MIN_FIFO_DEPTH = 3
+HOST = "host"
+
+
+@dataclass
+class Edge:
+    """One stream of the plan: who writes it, who reads it (``host`` at the boundary)."""
+
+    stream: str
+    producer: str  # engine instance name, or "host"
+    producer_port: str
+    consumer: str
+    consumer_port: str
+    width: int
+    depth: int  # FIFO depth built (the plan's, at least MIN_FIFO_DEPTH)
+    plan_depth: int
+
+
+@dataclass
+class ProbeField:
+    edge: str
+    name: str  # level, w_valid, w_ready, r_valid, r_ready
+    offset: int
+    width: int
+
+
+def instance_name(engine_name: str) -> str:
+    """A Verilog-friendly instance name for an engine (stable: derived from its name)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", engine_name).strip("_") or "engine"
+
+
+class Network(wiring.Component):
+    def __init__(self, df: Dataflow, *, probes: bool = False):
+        if len(df.inputs) != 1 or len(df.outputs) != 1:
+            raise ValueError(f"the network top has one input and one output stream; this plan "
+                             f"has {len(df.inputs)} inputs and {len(df.outputs)} outputs")
+        if df.inputs[0] == df.outputs[0]:
+            raise ValueError("the plan has no engine between its input and its output")
+        self.df = df
+        self.probes = probes
+        self.names: dict[str, str] = {}
+        for e in df.engines:
+            base = instance_name(e.name)
+            name, k = base, 1
+            while name in self.names.values():
+                name, k = f"{base}_{k}", k + 1
+            self.names[e.name] = name
+        self.edges = self._edges()
+        self.probe_fields: list[ProbeField] = []
+        offset = 0
+        for ed in self.edges:
+            for field, width in (("level", (ed.depth).bit_length()), ("w_valid", 1),
+                                 ("w_ready", 1), ("r_valid", 1), ("r_ready", 1)):
+                self.probe_fields.append(ProbeField(ed.stream, field, offset, width))
+                offset += width
+        self.probe_width = offset
+        in_st, out_st = df.streams[df.inputs[0]], df.streams[df.outputs[0]]
+        sig = {"i": In(stream.Signature(payload_shape(in_st.dtype))),
+               "o": Out(stream.Signature(payload_shape(out_st.dtype)))}
+        if probes:
+            sig["probe"] = Out(unsigned(self.probe_width))
+        super().__init__(sig)
+
+    def _edges(self) -> list[Edge]:
+        df = self.df
+        ends: dict[str, dict] = {s: {} for s in df.streams}
+        ends[df.inputs[0]]["producer"] = (HOST, "i")
+        ends[df.outputs[0]]["consumer"] = (HOST, "o")
+        for e in df.engines:
+            for k, s in enumerate(e.outputs):
+                ends[s]["producer"] = (self.names[e.name], f"o{k}")
+            for k, s in enumerate(e.inputs):
+                if "consumer" in ends[s]:
+                    raise ValueError(f"stream {s} has two readers (the plan should fork it)")
+                ends[s]["consumer"] = (self.names[e.name], f"i{k}")
+        edges = []
+        for s, st in df.streams.items():
+            end = ends[s]
+            if "producer" not in end and "consumer" not in end:
+                continue  # a stream the plan no longer uses
+            for side in ("producer", "consumer"):
+                if side not in end:
+                    raise ValueError(f"stream {s} has no {side}")
+            edges.append(Edge(s, *end["producer"], *end["consumer"],
+                              payload_shape(st.dtype).width,
+                              max(int(st.depth), MIN_FIFO_DEPTH), int(st.depth)))
+        return edges
+
+    def elaborate(self, platform):
+        m = Module()
+        comps = {}
+        for e in self.df.engines:
+            comp = build(e, self.df.streams)
+            comps[self.names[e.name]] = comp
+            m.submodules[self.names[e.name]] = comp
+        probe = []
+        for ed in self.edges:
+            fifo = SyncFIFOBuffered(width=ed.width, depth=ed.depth)
+            m.submodules[f"fifo_{instance_name(ed.stream)}"] = fifo
+            src = self.i if ed.producer == HOST else getattr(comps[ed.producer],
+                                                             ed.producer_port)
+            dst = self.o if ed.consumer == HOST else getattr(comps[ed.consumer],
+                                                             ed.consumer_port)
+            m.d.comb += [
+                fifo.w_data.eq(src.payload),
+                fifo.w_en.eq(src.valid),
+                src.ready.eq(fifo.w_rdy),
+                dst.payload.eq(fifo.r_data),
+                dst.valid.eq(fifo.r_rdy),
+                fifo.r_en.eq(dst.ready),
+            ]
+            probe += [fifo.level, fifo.w_en, fifo.w_rdy, fifo.r_rdy, fifo.r_en]
+        if self.probes:
+            m.d.comb += self.probe.eq(Cat(*probe))
+        return m
+
+    # ---- the user's view ----------------------------------------------------------------------
+    def ports(self, g=None) -> dict:
+        """The Verilog interface of ``verilog.convert(self, name=TOP)`` (``ports.json``).
+
+        ``g`` (the IntGraph) adds the tensor names and shapes."""
+        df = self.df
+
+        def side(port: str, sname: str, order: np.ndarray, host) -> dict:
+            st = df.streams[sname]
+            shape = payload_shape(st.dtype)
+            d = {
+                "valid": f"{port}__valid", "ready": f"{port}__ready",
+                "payload": f"{port}__payload", "width": shape.width, "signed": shape.signed,
+                "stream": sname, "elements_per_inference": st.length,
+                "shape": [int(v) for v in st.shape],
+                "order": [int(v) for v in np.ravel(order)],
+            }
+            if host is not None:  # the ONNX side: which input/output, how codes map to it
+                d["tensor"] = host.tensor
+                d["onnx_name"] = host.onnx_name
+                q = getattr(host, "quantize", None) or getattr(host, "quant", None)
+                if q is not None:
+                    d["quantization"] = q.to_json()
+                if hasattr(host, "kind"):
+                    d["host_epilogue"] = host.kind
+            return d
+
+        ins = g.inputs[0] if g is not None else None
+        outs = g.outputs[0] if g is not None else None
+        return {
+            "top": TOP,
+            "clock": {"name": "clk", "edge": "rising"},
+            "reset": {"name": "rst", "active": "high", "synchronous": True,
+                      "note": "clears every engine and FIFO; a sample cut by reset is lost, "
+                              "the next complete sample computes normally"},
+            "protocol": "valid/ready stream (amaranth.lib.stream): a beat moves at a rising "
+                        "clock edge where valid and ready are both high; the payload is one "
+                        "tensor element, an integer code in two's complement (signed) or "
+                        "plain binary. 'order'[k] is the row-major flat index, within the "
+                        "tensor 'shape' (batch axis 1), of the element carried by beat k of "
+                        "an inference; inferences follow each other with no gap or marker.",
+            "input": side("i", df.inputs[0], df.streams[df.inputs[0]].order, ins),
+            "output": side("o", df.outputs[0], df.output_orders[0], outs),
+            "notes": ["Icarus Verilog: compile with -g2005 (not -g2012): under SystemVerilog "
+                      "rules a 'reg x = 0' initialiser makes no event at time 0, so yosys's "
+                      "time-zero trigger of combinational always blocks never fires and "
+                      "they stay X until an input changes. Verilator and synthesis are "
+                      "unaffected."],
+            "fifos": [{"stream": ed.stream, "from": ed.producer, "to": ed.consumer,
+                       "depth": ed.depth, "width": ed.width} for ed in self.edges],
+            "engines": [{"instance": self.names[e.name], "kind": e.kind, "name": e.name,
+                         "origin": list(e.origin)} for e in df.engines],
+        }
+
+    def write_ports_json(self, path: str | os.PathLike, g=None) -> None:
+        with open(path, "w") as f:
+            json.dump(self.ports(g), f, indent=1)
+            f.write("\n")
+
+
+def write_rtl(df: Dataflow, out_dir: str | os.PathLike, g=None) -> list[str]:
+    """Write ``<out_dir>/intflow_network.v`` (the network top, ports as ``ports()`` says) and
+    ``<out_dir>/ports.json``; returns the paths written."""
+    from amaranth.back import verilog
+
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    net = Network(df)
+    v_path = os.path.join(out, f"{TOP}.v")
+    with open(v_path, "w") as f:
+        f.write(verilog.convert(net, name=TOP))
+    j_path = os.path.join(out, "ports.json")
+    net.write_ports_json(j_path, g)
+    return [v_path, j_path]
