@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh Debian machine (Python 3.11, root):
-#   make demo   compile -> reference -> compare with onnxruntime on a shipped example
+#   make demo   compile -> reference -> RTL simulation -> bitstream -> HTML report
 #   make test   the default test suite (CI runs this through .ci/run)
 # Both create .venv and install what is missing (pip deps; iverilog via apt).
 
@@ -7,6 +7,11 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 OUT     := out
+INTFLOW := $(VENV)/bin/intflow
+# the demo: compile -> reference vs onnxruntime -> RTL on Icarus -> bitstream -> report
+DEMO_MODEL := examples/models/digits_mlp_qdq.onnx
+DEMO_DATA  := examples/data/digits_mlp_qdq.npz
+DEMO_BOARD := tangnano9k
 
 .PHONY: demo test test-slow lint examples system-deps
 
@@ -29,10 +34,14 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fpga-icestorm; }
 
 demo: $(STAMP) system-deps
-	$(VENV)/bin/intflow compile examples/models/digits_cnn_qdq.onnx -o $(OUT)/digits_cnn
-	$(VENV)/bin/intflow run examples/models/digits_cnn_qdq.onnx \
-	  --inputs examples/data/digits_cnn_qdq.npz --outputs $(OUT)/digits_cnn/outputs.npz \
+	$(INTFLOW) compile $(DEMO_MODEL) -o $(OUT)/demo/ir
+	$(INTFLOW) run $(DEMO_MODEL) --inputs $(DEMO_DATA) --outputs $(OUT)/demo/reference.npz \
 	  --compare
+	$(INTFLOW) run $(DEMO_MODEL) --inputs $(DEMO_DATA) --outputs $(OUT)/demo/rtl.npz \
+	  --engine icarus --samples 4 --compare
+	$(INTFLOW) build $(DEMO_MODEL) --board $(DEMO_BOARD) -o $(OUT)/demo/$(DEMO_BOARD)
+	$(INTFLOW) report $(OUT)/demo/$(DEMO_BOARD) --html $(OUT)/demo/report.html
+	@echo "demo report: $(OUT)/demo/report.html"
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -n 2 -q

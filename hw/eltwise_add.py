@@ -13,7 +13,7 @@ to INT32_MIN (the lowest code) is kept. ``2 + ORT_STAGES`` stages.
 ``EltwiseAddDyadic`` is TFLite's quantised Add as the IR's ``dyadic`` mode defines it:
 ``sa = requant_dyadic((a - za) << 20, Ma)``, ``sb`` likewise, then
 ``y = requant_dyadic(sa + sb, Mc, zc, lo, hi)``: two ``RequantDyadic`` scalings side by side,
-an adder, and a third scaling with zero point and clamp, in ``1 + 2 * DYADIC_SCALE_STAGES``
+an adder, and a third scaling, zero point and clamp, in ``2 * DYADIC_SCALE_STAGES + 2``
 stages.
 """
 
@@ -117,7 +117,7 @@ class EltwiseAddDyadic(wiring.Component):
 
     Streams: ``i`` carries ``{a, b}`` (codes), ``o`` carries ``{y}``."""
 
-    latency = 1 + 2 * DYADIC_SCALE_STAGES
+    latency = 2 * DYADIC_SCALE_STAGES + 2
 
     def __init__(self, a_shape, b_shape, attrs: dict):
         if attrs.get("mode", "dyadic") != "dyadic":
@@ -147,8 +147,9 @@ class EltwiseAddDyadic(wiring.Component):
         sb, nb = dyadic_scale(p, xb, par(a["mb"]))
         # the int32 clip of requant_dyadic's output range is a no-op here: |sa| <= |xa| / 2
         total, nc = dyadic_scale(p, sa + sb, par(a["mc"]))
-        y = clamp(total + int(a["zc"]), int(a["lo"]), int(a["hi"]))
-        assert na == nb and 1 + na + nc == self.latency
+        # zero point, then (output register) clamp
+        y = clamp(p.reg(total + int(a["zc"])), int(a["lo"]), int(a["hi"]))
+        assert na == nb and na + nc + 2 == self.latency
         p.output(self.i.valid, self.latency, self.o, {"y": y})
         return m
 

@@ -3,16 +3,17 @@
 ``RequantOrt`` computes ``requant_ort`` (onnxruntime's ``y = sat(rint(f32(f32(acc) * M)) + zy)``,
 ORT_KERNELS.md §3) in integers, one short step per stage (``ORT_STAGES``):
 
-    1  |acc| and its sign                       7  the product's top 24 bits, guard, sticky
-    2  leading-zero count                       8  round them half-even: v = vm * 2^ve
-    3  normalise (shift the leading one up)     9  binary point: shift amount, saturation
-    4  round to 24 significant bits (half-even) 10 shift vm to the binary point
-    5  24 x 24 multiply: four 12 x 12 products  11 round half-even, saturate the magnitude
-    6  ... summed                               12 sign, + zero point, clamp to [lo, hi]
+    1  |acc| and its sign                       8  round them half-even: v = vm * 2^ve
+    2  leading-zero count                       9  binary point: shift amount, saturation
+    3  normalise (shift the leading one up)     10 shift vm to the binary point
+    4  round to 24 significant bits (half-even) 11 integer part vs the saturation cap,
+    5  24 x 24 multiply: four 12 x 12 products     guard and sticky bits
+    6  ... summed                               12 round half-even, saturate the magnitude
+    7  the product's top 24 bits, guard, sticky 13 sign, + zero point, clamp to [lo, hi]
 
 ``RequantDyadic`` computes ``requant_dyadic`` (TFLite ``MultiplyByQuantizedMultiplier``:
 saturating left shift, ``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``), zero point
-and clamp, in ``DYADIC_SCALE_STAGES + 1`` stages.
+and clamp, in ``DYADIC_SCALE_STAGES + 2`` stages.
 
 Both take per-tensor multipliers as constants and per-channel ones from a ROM indexed by the
 payload's ``channel`` field; the zero point and clamp bounds are per tensor (as in the IR). The
@@ -35,8 +36,8 @@ __all__ = ["RequantOrt", "RequantDyadic", "requant_from_ir", "ort_datapath", "dy
            "DYADIC_SCALE_STAGES", "DYADIC_ROM", "dyadic_rom_entries"]
 
 MANT = 24  # float32 significand bits, hidden bit included
-ORT_STAGES = 12  # RequantOrt's pipeline depth (its latency)
-DYADIC_SCALE_STAGES = 6  # dyadic_scale's registers; RequantDyadic adds the output register
+ORT_STAGES = 13  # RequantOrt's pipeline depth (its latency)
+DYADIC_SCALE_STAGES = 7  # dyadic_scale's registers; RequantDyadic adds two
 
 
 def code_shape(lo: int, hi: int) -> Shape:
@@ -233,12 +234,20 @@ def ort_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int
     # 10: shifted = vm * 2^(ve + 25): integer part above bit 25, guard bit 24, sticky below
     shifted = p.reg((vm << t)[:2 * MANT + 1 + left])
     sat, sign, big = p.reg(sat), p.reg(sign), p.reg(big)
-    # 11: round half-even, saturate the magnitude at cap
-    r = _round_half_even(shifted[MANT + 1:], shifted[MANT], shifted[:MANT].any())
+    # 11: the integer part q, its comparisons with the cap, guard and sticky. Rounding can
+    # only lift q = cap - 1 to cap, so q's low bits suffice for the increment at stage 12.
+    q = shifted[MANT + 1:]
     mag_shape = unsigned(cap.bit_length())
-    rmag = p.reg(Mux(sat | (r >= cap), cap, r)[:mag_shape.width], mag_shape)
+    q_low = p.reg(q[:mag_shape.width])
+    over = p.reg(sat | (q >= cap))
+    at_edge = p.reg(q == cap - 1)
+    guard, sticky = p.reg(shifted[MANT]), p.reg(shifted[:MANT].any())
     sign, big = p.reg(sign), p.reg(big)
-    # 12 (output register): sign, zero point, clamp
+    # 12: round half-even, saturate the magnitude at cap
+    up = guard & (sticky | q_low[0])
+    rmag = p.reg(Mux(over | (at_edge & up), cap, q_low + up)[:mag_shape.width], mag_shape)
+    sign, big = p.reg(sign), p.reg(big)
+    # 13 (output register): sign, zero point, clamp
     rs = Mux(sign, -rmag, rmag)
     return Mux(big, lo, clamp(rs + zero_point, lo, hi))
 
@@ -255,7 +264,7 @@ class RequantDyadic(wiring.Component):
     zero_point, lo, hi : output zero point and clamp bounds.
     """
 
-    latency = DYADIC_SCALE_STAGES + 1
+    latency = DYADIC_SCALE_STAGES + 2
 
     def __init__(self, acc_shape, m0, shift, zero_point: int, lo: int, hi: int):
         self.acc_shape = Shape.cast(acc_shape)
@@ -297,14 +306,14 @@ def dyadic_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: 
     is combinational at the last stage (the caller registers it)."""
     y, stages = dyadic_scale(p, acc, par)
     assert stages == DYADIC_SCALE_STAGES
-    # output register: zero point and clamp
-    return clamp(y + zero_point, lo, hi)
+    # zero point, then (output register) clamp: one carry chain per stage
+    return clamp(p.reg(y + zero_point), lo, hi)
 
 
 def dyadic_scale(p: Pipeline, acc: Value, par) -> tuple[Value, int]:
     """``rounding_divide_by_pot(srdhm(clip(acc << left), m0), right)`` in
-    ``DYADIC_SCALE_STAGES`` stages, the result combinational at the last one (registered by
-    the caller's next stage). Returns (result, stages)."""
+    ``DYADIC_SCALE_STAGES`` stages, the result a register of the last one. Returns
+    (result, stages)."""
     acc = Value.cast(acc)
     # 1: operands (``par`` arrives here)
     acc = p.reg(acc)
@@ -331,7 +340,8 @@ def dyadic_scale(p: Pipeline, acc: Value, par) -> tuple[Value, int]:
     up = frac[31] & (~q[-1] | frac[:31].any())
     fl = p.reg(ext[32:].as_signed())
     up = p.reg(up)
-    return fl + up, DYADIC_SCALE_STAGES
+    # 7: the rounded quotient
+    return p.reg(fl + up), DYADIC_SCALE_STAGES
 
 
 def requant_from_ir(g, node, channels: slice | None = None):

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--compare", action="store_true",
                    help="also run onnxruntime (ORT_ENABLE_ALL, session.qdqisint8allowed=1) "
                         "and report mismatching elements; exit 1 if any differ")
+    r.add_argument("--samples", type=_positive, default=None, metavar="N",
+                   help="run only the first N samples of --inputs")
+    _fold_args(r)
     k = sub.add_parser("check", help="compare with onnxruntime in several sessions and explain "
                        "every difference",
                        description="Run MODEL through onnxruntime at ORT_ENABLE_ALL / EXTENDED / "
@@ -362,7 +365,8 @@ def cmd_compile(a) -> int:
         print((Path(a.out) / "estimate.txt").read_text().rstrip())
     for n in d.graph.notes:
         print(f"note: {n}")
-    written = "graph.json, constants.npz, layers.txt" + (", estimate.json" if hardware else "")
+    written = "graph.json, constants.npz, layers.txt" + (
+        ", estimate.json, rtl/intflow_network.v, rtl/ports.json" if hardware else "")
     print(f"wrote {a.out}/{{{written}}} ({time.perf_counter() - t0:.2f} s)")
     return 0
 
@@ -371,8 +375,11 @@ def cmd_run(a) -> int:
     from .arrays import load_inputs, save_outputs
     from .design import compile as compile_design
     _check_target(a.outputs, directory=False)
-    d = compile_design(a.model, requant=a.requant, input_shapes=_input_shapes(a))
+    d = compile_design(a.model, requant=a.requant, input_shapes=_input_shapes(a),
+                       fold=a.fold, max_multipliers=a.max_multipliers, target_ii=a.target_ii)
     inputs = load_inputs(a.inputs, d.graph)
+    if a.samples is not None:
+        inputs = {k: v[: a.samples] for k, v in inputs.items()}
     n = next(iter(inputs.values())).shape[0]
     t0 = time.perf_counter()
     outs = d.run(inputs, engine=a.engine, stall=a.stall)

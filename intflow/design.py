@@ -90,9 +90,16 @@ class Design:
         import json
 
         from .compiler.dataflow.estimate import format_estimate
-        est = self.estimate()
+        df = self.dataflow()
+        from .compiler.dataflow.estimate import estimate
+        est = estimate(df)
         (out / "estimate.json").write_text(json.dumps(est, indent=1, default=str) + "\n")
         (out / "estimate.txt").write_text(format_estimate(est) + "\n")
+        from .hw.network import write_rtl
+        try:
+            write_rtl(df, out / "rtl", self.graph)
+        except ValueError as e:  # e.g. several graph inputs: no single-stream top yet
+            self.graph.notes.append(f"no RTL written: {e}")
 
     def save(self, out_dir: str | os.PathLike, hardware: bool = False) -> None:
         """Write OUT/graph.json, OUT/constants.npz and OUT/layers.txt (and with ``hardware``

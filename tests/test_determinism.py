@@ -1,4 +1,4 @@
-"""Same model and options -> byte-identical IR files (graph.json, constants.npz, estimate)."""
+"""Same model and options -> byte-identical IR, estimate and Verilog."""
 
 from __future__ import annotations
 
@@ -15,8 +15,11 @@ def test_compile_is_byte_identical(tmp_path, model):
     assert main(["compile", path, "-o", str(tmp_path / "a")]) == 0
     time.sleep(1.1)  # a timestamp in any output would now differ
     assert main(["compile", path, "-o", str(tmp_path / "b")]) == 0
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
-    assert "constants.npz" in names and "graph.json" in names
+    def files(root):
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    names = files(tmp_path / "a")
+    assert names == files(tmp_path / "b")
+    assert {"constants.npz", "graph.json", "rtl/intflow_network.v", "rtl/ports.json"} <= set(names)
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -14,6 +14,7 @@ from intflow.hw.engines.tests.harness import (
     random_codes,
     stream,
 )
+from intflow.hw.requant import ORT_STAGES
 
 I8, U8 = IntType(True, 8), IntType(False, 8)
 
@@ -102,7 +103,7 @@ def test_requant_full_rate_latency():
     e, s = elementwise("Requant", acc, I8, 100, channels=2, channel_stride=1, in_dtype=acc,
                        out_dtype=I8, **p)
     r = check(e, s, random_codes(rng, acc, (2, 100)))
-    assert r.cycles <= 200 + 10 + 2
+    assert r.cycles <= 200 + ORT_STAGES + 2
 
 
 def test_example_plan_has_requant():
