@@ -393,6 +393,16 @@ def cmd_run(a) -> int:
         print(f"cycles ({a.engine}, stall {c['stall']:g}): latency {c['latency']:,} (first "
               f"input -> last output of a sample), initiation interval "
               f"{f'{ii:,}' if ii is not None else 'n/a (one sample)'}")
+        if ii:
+            from .compiler.dataflow.fold import mvaus
+            units = mvaus(d.dataflow())
+            macs = sum(e.params["rows"] * e.params["k"] * e.params["n"] for e in units)
+            mults = sum(e.params["pe"] * e.params["simd"] for e in units)
+            if mults:
+                print(f"MAC utilisation {macs / (mults * ii):.0%} ({macs:,} MACs per inference "
+                      f"/ ({mults} multipliers x II {ii:,}))"
+                      + ("; II measured with stalls, --stall 0 gives the steady state"
+                         if c["stall"] else ""))
     for note in d.graph.notes:
         print(f"note: {note}")
     if a.compare:

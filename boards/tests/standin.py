@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """A stand-in accelerator for the board flow's tests: streams like ``hw.network.Network`` (one
 input stream ``i``, one output stream ``o``, one element per beat) with a tiny, exactly
 modelled computation and ``lanes`` real multipliers.
