@@ -152,7 +152,10 @@ async def _run(dut, cfg: dict, result: dict) -> None:
             if len(words[out_sample]) == n_out:
                 last_out[out_sample] = cycle + 1
                 out_sample += 1
-        if o_valid or i_ready and (offering or sample < n):
+        # ``shown != offering``: the last input word is taken at the coming edge; i__valid
+        # must drop right after it (next falling edge) before the bench may sleep, or the DUT
+        # takes that word again on every cycle it sleeps
+        if o_valid or i_ready and (offering or sample < n) or shown != offering:
             await FallingEdge(dut.clk)
             continue
         # neither end can move until the DUT changes: sleep until it does, or a watchdog

@@ -114,6 +114,23 @@ def test_cycles_at_full_rate():
 
 
 @needs_icarus
+def test_last_input_word_is_not_taken_again_while_the_bench_waits(tmp_path):
+    """Regression: after the last input word, the bench slept (no output yet) with i__valid
+    still high, so the network took that word again every cycle: with fc1..fc4 all fast, the
+    extra vectors reached the output within the bench's after-run window ("the network sent
+    more than 5 words per sample")."""
+    fold = tmp_path / "fold.json"
+    fold.write_text('{"/fc1/Gemm": {"pe": 1, "simd": 16}, "/fc2/Gemm": {"pe": 1, "simd": 32}, '
+                    '"/fc3/Gemm": {"pe": 1, "simd": 16}, "/fc4/Gemm": {"pe": 1, "simd": 4}}')
+    d = intflow.compile(EXAMPLES / "models" / "jet_mlp_qdq.onnx", fold=str(fold))
+    data = np.load(EXAMPLES / "data" / "jet_mlp_qdq.npz")
+    feeds = reference.to_codes(d.graph, {k: data[k][:1] for k in data.files})
+    want = reference.run_codes(d.graph, feeds)
+    got, res = run_graph(d.dataflow(), d.graph, feeds, engine="icarus", stall=0.0)
+    assert_rtl_equals_reference(d, got, want, "jet_mlp folded, one sample at full rate")
+
+
+@needs_icarus
 def test_reset_mid_stream_then_next_samples_are_right():
     d, df, feeds, want = example("digits_mlp_qdq", 4)
     (h,), (o,) = d.graph.inputs, d.graph.outputs
