@@ -31,10 +31,10 @@ from .requant import (
     DYADIC_SCALE_STAGES,
     MANT,
     ORT_STAGES,
-    clamp,
     code_shape,
     dyadic_rom_entries,
     dyadic_scale,
+    offset_clamp,
     ort_datapath,
 )
 
@@ -147,8 +147,7 @@ class EltwiseAddDyadic(wiring.Component):
         sb, nb = dyadic_scale(p, xb, par(a["mb"]))
         # the int32 clip of requant_dyadic's output range is a no-op here: |sa| <= |xa| / 2
         total, nc = dyadic_scale(p, sa + sb, par(a["mc"]))
-        # zero point, then (output register) clamp
-        y = clamp(p.reg(total + int(a["zc"])), int(a["lo"]), int(a["hi"]))
+        y = offset_clamp(p, total, int(a["zc"]), int(a["lo"]), int(a["hi"]))
         assert na == nb and na + nc + 2 == self.latency
         p.output(self.i.valid, self.latency, self.o, {"y": y})
         return m

@@ -3,13 +3,14 @@
 ``RequantOrt`` computes ``requant_ort`` (onnxruntime's ``y = sat(rint(f32(f32(acc) * M)) + zy)``,
 ORT_KERNELS.md §3) in integers, one short step per stage (``ORT_STAGES``):
 
-    1  |acc| and its sign                       8  round them half-even: v = vm * 2^ve
-    2  leading-zero count                       9  binary point: shift amount, saturation
-    3  normalise (shift the leading one up)     10 shift vm to the binary point
-    4  round to 24 significant bits (half-even) 11 integer part vs the saturation cap,
-    5  24 x 24 multiply: four 12 x 12 products     guard and sticky bits
-    6  ... summed                               12 round half-even, saturate the magnitude
-    7  the product's top 24 bits, guard, sticky 13 sign, + zero point, clamp to [lo, hi]
+    1  |acc| and its sign                       8  the product's top 24 bits, guard, sticky
+    2  leading-zero count                       9  round them half-even: v = vm * 2^ve
+    3  normalise (shift the leading one up)     10 binary point: shift amount, saturation
+    4  round to 24 significant bits (half-even) 11 shift vm to the binary point
+    5  24 x 24 multiply: four 12 x 12 products  12 integer part vs the saturation cap,
+    6  ... cross products summed                   guard and sticky bits
+    7  ... the product                          13 round half-even, saturate the magnitude
+                                                14 sign, + zero point, clamp to [lo, hi]
 
 ``RequantDyadic`` computes ``requant_dyadic`` (TFLite ``MultiplyByQuantizedMultiplier``:
 saturating left shift, ``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``), zero point
@@ -32,12 +33,12 @@ from ..compiler import requant as rq
 from .pipeline import Pipeline, stall_together
 
 __all__ = ["RequantOrt", "RequantDyadic", "requant_from_ir", "ort_datapath", "dyadic_scale",
-           "split_product", "count_leading_zeros", "clamp", "code_shape", "ORT_STAGES",
-           "DYADIC_SCALE_STAGES", "DYADIC_ROM", "dyadic_rom_entries"]
+           "split_product", "offset_clamp", "count_leading_zeros", "clamp", "code_shape",
+           "ORT_STAGES", "DYADIC_SCALE_STAGES", "DYADIC_ROM", "dyadic_rom_entries"]
 
 MANT = 24  # float32 significand bits, hidden bit included
-ORT_STAGES = 13  # RequantOrt's pipeline depth (its latency)
-DYADIC_SCALE_STAGES = 7  # dyadic_scale's registers; RequantDyadic adds two
+ORT_STAGES = 14  # RequantOrt's pipeline depth (its latency)
+DYADIC_SCALE_STAGES = 8  # dyadic_scale's registers; RequantDyadic adds two
 
 
 def code_shape(lo: int, hi: int) -> Shape:
@@ -85,19 +86,26 @@ def clamp(v: Value, lo: int, hi: int) -> Value:
 
 
 def split_product(p: Pipeline, a: Value, b: Value) -> Value:
-    """``a * b`` in two stages: four half-width products (each one DSP block, or a small
-    LUT multiplier), registered, then their shifted sum, registered. Signed operands keep
-    the sign in the upper half: ``a = ah * 2^k + al`` with ``al`` unsigned."""
+    """``a * b`` in three stages, one adder deep each: four half-width products (each one DSP
+    block, or a small LUT multiplier); then the two cross products summed while the outer two
+    are placed side by side (``al * bl < 2^(ka+kb)``: no overlap, no adder); then the final sum.
+    Signed operands keep the sign in the upper half: ``a = ah * 2^ka + al``, ``al`` unsigned."""
     a, b = Value.cast(a), Value.cast(b)
     ka, kb = max(1, len(a) // 2), max(1, len(b) // 2)
-    parts_a = [(a[:ka], 0), ((a[ka:].as_signed() if a.shape().signed else a[ka:]), ka)]
-    parts_b = [(b[:kb], 0), ((b[kb:].as_signed() if b.shape().signed else b[kb:]), kb)]
-    products = [(p.reg(x * y), sx + sy) for x, sx in parts_a if len(x) for y, sy in parts_b
-                if len(y)]
-    total = sum((v << s if s else v) for v, s in products)
+    ah = a[ka:].as_signed() if a.shape().signed else a[ka:]
+    bh = b[kb:].as_signed() if b.shape().signed else b[kb:]
+    al, bl = a[:ka], b[:kb]
     signed = a.shape().signed or b.shape().signed
     shape = Shape(len(a) + len(b), signed)
-    return p.reg(total, shape)
+    if not len(ah) or not len(bh):  # a one-bit operand: nothing to split
+        return p.delay(p.reg(a * b), 2)
+    # 1: products
+    ll, lh, hl, hh = p.reg(al * bl), p.reg(al * bh), p.reg(ah * bl), p.reg(ah * bh)
+    # 2: cross products summed; outer products side by side
+    cross = p.reg((lh << kb) + (hl << ka))
+    outer = p.reg(Cat(ll[:ka + kb], hh).as_signed() if signed else Cat(ll[:ka + kb], hh))
+    # 3: the product
+    return p.reg(outer + cross, shape)
 
 
 def _round_half_even(top: Value, guard: Value, sticky: Value) -> Value:
@@ -203,24 +211,24 @@ def ort_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int
     am = p.reg(am, unsigned(MANT))
     ea24 = p.reg(ea24, unsigned((width + 1).bit_length()))
     sign, par = p.reg(sign), p.reg(par)
-    # 5, 6: 24 x 24 multiply (am and the mantissa are registers: DSP operand registers)
+    # 5-7: 24 x 24 multiply (am and the mantissa are registers: DSP operand registers)
     prod = split_product(p, am, par.mant)
-    e_sum = p.delay(ea24 + par.eoff, 2)  # v's exponent, less the product rounding's
-    sign = p.delay(sign, 2)
-    # 7: the product's top 24 bits, guard and sticky (it has 47 or 48; zero stays zero)
+    e_sum = p.delay(ea24 + par.eoff, 3)  # v's exponent, less the product rounding's
+    sign = p.delay(sign, 3)
+    # 8: the product's top 24 bits, guard and sticky (it has 47 or 48; zero stays zero)
     hi_bit = prod[2 * MANT - 1]
     vm_top = p.reg(Mux(hi_bit, prod[MANT:], prod[MANT - 1:2 * MANT - 1]))
     guard = p.reg(Mux(hi_bit, prod[MANT - 1], prod[MANT - 2]))
     sticky = p.reg(Mux(hi_bit, prod[:MANT - 1].any(), prod[:MANT - 2].any()))
     e_sum = p.reg(e_sum + hi_bit)
     sign = p.reg(sign)
-    # 8: round them half-even
+    # 9: round them half-even
     rounded = _round_half_even(vm_top, guard, sticky)
     carry = rounded[MANT]
     vm = p.reg(Mux(carry, 1 << (MANT - 1), rounded[:MANT]), unsigned(MANT))
     ve = p.reg(e_sum + carry)  # v = vm * 2^ve
     sign = p.reg(sign)
-    # 9: r = rint(vm * 2^ve). |r| >= cap saturates: then r + zero_point is past the clamp on
+    # 10: r = rint(vm * 2^ve). |r| >= cap saturates: then r + zero_point is past the clamp on
     # the side of its sign. vm >= 2^23, so ve >= left saturates; below, shift vm left by
     # t = ve + 25 (clamped to 0: for ve <= -25 the result is 0, as is vm >> 25 rounded).
     cap = max(hi - zero_point, zero_point - lo, 0) + 1
@@ -231,10 +239,10 @@ def ort_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int
     # |r| >= 2^31 exactly when ve >= 8 (vm < 2^24: below that r < 2^31, and vm >= 2^23)
     big = p.reg((ve >= 8) & vm.any()) if cvt_overflow_low else Const(0, 1)
     vm, sign = p.reg(vm), p.reg(sign)
-    # 10: shifted = vm * 2^(ve + 25): integer part above bit 25, guard bit 24, sticky below
+    # 11: shifted = vm * 2^(ve + 25): integer part above bit 25, guard bit 24, sticky below
     shifted = p.reg((vm << t)[:2 * MANT + 1 + left])
     sat, sign, big = p.reg(sat), p.reg(sign), p.reg(big)
-    # 11: the integer part q, its comparisons with the cap, guard and sticky. Rounding can
+    # 12: the integer part q, its comparisons with the cap, guard and sticky. Rounding can
     # only lift q = cap - 1 to cap, so q's low bits suffice for the increment at stage 12.
     q = shifted[MANT + 1:]
     mag_shape = unsigned(cap.bit_length())
@@ -243,11 +251,11 @@ def ort_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int
     at_edge = p.reg(q == cap - 1)
     guard, sticky = p.reg(shifted[MANT]), p.reg(shifted[:MANT].any())
     sign, big = p.reg(sign), p.reg(big)
-    # 12: round half-even, saturate the magnitude at cap
+    # 13: round half-even, saturate the magnitude at cap
     up = guard & (sticky | q_low[0])
     rmag = p.reg(Mux(over | (at_edge & up), cap, q_low + up)[:mag_shape.width], mag_shape)
     sign, big = p.reg(sign), p.reg(big)
-    # 13 (output register): sign, zero point, clamp
+    # 14 (output register): sign, zero point, clamp
     rs = Mux(sign, -rmag, rmag)
     return Mux(big, lo, clamp(rs + zero_point, lo, hi))
 
@@ -306,8 +314,20 @@ def dyadic_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: 
     is combinational at the last stage (the caller registers it)."""
     y, stages = dyadic_scale(p, acc, par)
     assert stages == DYADIC_SCALE_STAGES
-    # zero point, then (output register) clamp: one carry chain per stage
-    return clamp(p.reg(y + zero_point), lo, hi)
+    return offset_clamp(p, y, zero_point, lo, hi)
+
+
+def offset_clamp(p: Pipeline, y: Value, offset: int, lo: int, hi: int) -> Value:
+    """``clamp(y + offset, lo, hi)`` over two stages, one carry chain deep each: ``y`` is
+    compared with ``lo - offset`` and ``hi - offset`` while only the low bits of ``y + offset``
+    are formed (the clamp bounds fit in them); the last stage selects (combinational: the
+    caller's output register)."""
+    width = max(Shape.cast(range(lo, hi + 1)).width, 1)
+    below = p.reg(y < lo - offset)
+    above = p.reg(y > hi - offset)
+    low = p.reg((y + offset)[:width])
+    low = low.as_signed() if lo < 0 else low
+    return Mux(below, lo, Mux(above, hi, low))
 
 
 def dyadic_scale(p: Pipeline, acc: Value, par) -> tuple[Value, int]:
@@ -324,23 +344,23 @@ def dyadic_scale(p: Pipeline, acc: Value, par) -> tuple[Value, int]:
     else:
         x = p.reg(shifted)
     par = p.reg(par)
-    # 3, 4: 32 x 31 multiply (x and m0 are registers: DSP operand registers)
+    # 3-5: 32 x 31 multiply (x and m0 are registers: DSP operand registers)
     ab = split_product(p, x, par.m0)
-    par = p.delay(par, 2)
-    # 5: SaturatingRoundingDoublingHighMul. gemmlowp adds 2^30 (ab >= 0) or 1 - 2^30 (ab < 0)
+    par = p.delay(par, 3)
+    # 6: SaturatingRoundingDoublingHighMul. gemmlowp adds 2^30 (ab >= 0) or 1 - 2^30 (ab < 0)
     # and truncates toward zero; for ab < 0 that is ceil((ab + 1 - 2^30) / 2^31)
     # = floor((ab + 2^30) / 2^31), the same as for ab >= 0: one add, one arithmetic shift.
     # (Its INT32_MIN * INT32_MIN saturation cannot occur: m0 < 2^31.)
     q = p.reg(_as_signed((ab + (1 << 30)) >> 31))
     par = p.reg(par)
-    # 6: RoundingDivideByPOT: floor(q / 2^right) + 1 when the remainder exceeds half (or
+    # 7: RoundingDivideByPOT: floor(q / 2^right) + 1 when the remainder exceeds half (or
     # equals it and q >= 0): round half away from zero.
     ext = Cat(Const(0, 32), q).as_signed() >> par.right
     frac = ext[:32]
     up = frac[31] & (~q[-1] | frac[:31].any())
     fl = p.reg(ext[32:].as_signed())
     up = p.reg(up)
-    # 7: the rounded quotient
+    # 8: the rounded quotient
     return p.reg(fl + up), DYADIC_SCALE_STAGES
 
 
