@@ -301,12 +301,20 @@ class RequantDyadic(wiring.Component):
         return m
 
 
-DYADIC_ROM = data.StructLayout({"m0": unsigned(31), "left": unsigned(5), "right": unsigned(5)})
+# per multiplier: Q31 mantissa, left/right shift, and the accumulator bounds past which the
+# left shift saturates (acc << left > INT32_MAX exactly when acc > INT32_MAX >> left, and
+# acc << left < INT32_MIN when acc < INT32_MIN >> left): narrow comparisons
+DYADIC_ROM = data.StructLayout({"m0": unsigned(31), "left": unsigned(5), "right": unsigned(5),
+                                "sat_hi": signed(32), "sat_lo": signed(32)})
 
 
 def dyadic_rom_entries(m0, shift) -> list[dict]:
-    return [{"m0": int(a), "left": max(int(s), 0), "right": max(-int(s), 0)}
-            for a, s in zip(m0, shift, strict=True)]
+    out = []
+    for a, s in zip(m0, shift, strict=True):
+        left = max(int(s), 0)
+        out.append({"m0": int(a), "left": left, "right": max(-int(s), 0),
+                    "sat_hi": rq.INT32_MAX >> left, "sat_lo": rq.INT32_MIN >> left})
+    return out
 
 
 def dyadic_datapath(p: Pipeline, acc: Value, par, zero_point: int, lo: int, hi: int) -> Value:
@@ -340,7 +348,8 @@ def dyadic_scale(p: Pipeline, acc: Value, par) -> tuple[Value, int]:
     # 2: x = clip(acc << left) to int32
     shifted = acc << par.left
     if len(shifted) > (32 if shifted.shape().signed else 31):
-        x = p.reg(clamp(shifted, rq.INT32_MIN, rq.INT32_MAX), signed(32))
+        x = p.reg(Mux(acc > par.sat_hi, rq.INT32_MAX,
+                      Mux(acc < par.sat_lo, rq.INT32_MIN, shifted[:32].as_signed())), signed(32))
     else:
         x = p.reg(shifted)
     par = p.reg(par)
@@ -351,17 +360,17 @@ def dyadic_scale(p: Pipeline, acc: Value, par) -> tuple[Value, int]:
     # and truncates toward zero; for ab < 0 that is ceil((ab + 1 - 2^30) / 2^31)
     # = floor((ab + 2^30) / 2^31), the same as for ab >= 0: one add, one arithmetic shift.
     # (Its INT32_MIN * INT32_MIN saturation cannot occur: m0 < 2^31.)
-    q = p.reg(_as_signed((ab + (1 << 30)) >> 31))
+    q = p.reg(_as_signed((ab + (1 << 30)) >> 31), signed(33))  # |q| <= 2^31
     par = p.reg(par)
     # 7: RoundingDivideByPOT: floor(q / 2^right) + 1 when the remainder exceeds half (or
     # equals it and q >= 0): round half away from zero.
     ext = Cat(Const(0, 32), q).as_signed() >> par.right
     frac = ext[:32]
     up = frac[31] & (~q[-1] | frac[:31].any())
-    fl = p.reg(ext[32:].as_signed())
+    fl = p.reg(ext[32:].as_signed(), signed(33))
     up = p.reg(up)
     # 8: the rounded quotient
-    return p.reg(fl + up), DYADIC_SCALE_STAGES
+    return p.reg(fl + up, signed(33)), DYADIC_SCALE_STAGES
 
 
 def requant_from_ir(g, node, channels: slice | None = None):

@@ -252,6 +252,21 @@ def test_dyadic_wide_acc(width):
     np.testing.assert_array_equal(out, rq.requant_dyadic(acc, m0[ch], sh[ch], 9, -128, 127))
 
 
+def test_dyadic_left_shift_saturates_exactly_at_int32():
+    """Accumulators one below, on and one above the bounds where ``acc << left`` leaves int32,
+    for every left shift, with an int32 output range so the saturation is visible."""
+    rng = np.random.default_rng(8)
+    shifts = np.arange(1, 31)
+    m0 = rng.integers(1 << 30, 1 << 31, len(shifts))
+    dut = RequantDyadic(signed(32), m0, shifts, 0, rq.INT32_MIN, rq.INT32_MAX)
+    ch = np.repeat(np.arange(len(shifts)), 6)
+    edge = np.stack([rq.INT32_MIN >> shifts, rq.INT32_MAX >> shifts], axis=1)
+    acc = (edge[:, :, None] + np.array([-1, 0, 1])).reshape(len(shifts), 6).ravel()
+    y = stream_requant(dut, acc, ch)
+    np.testing.assert_array_equal(y, rq.requant_dyadic(acc, m0[ch], shifts[ch], 0,
+                                                       rq.INT32_MIN, rq.INT32_MAX))
+
+
 @pytest.mark.slow
 def test_dyadic_random_1e5():
     rng = np.random.default_rng(7)
