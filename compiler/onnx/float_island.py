@@ -110,12 +110,7 @@ def float_table(imp, chain: list[FloatOp], src: Codes) -> tuple[np.ndarray, bool
 def lut_of(imp, chain: list[FloatOp], src: Codes, q: QuantParams) -> tuple[np.ndarray, bool]:
     """The table T[c] = Q(chain(DQ(c))) over every code of ``src`` (per channel when a
     BatchNormalization is in the chain: shape (C, codes))."""
-    per_channel = any(c.node.op_type == "BatchNormalization" for c in chain)
-    vals = host.dequantize(codes_range(src.q), src.q, sample_axis=False)
-    if per_channel:
-        vals = np.broadcast_to(vals, (src.shape[1], vals.size)).copy()
-    for c in chain:
-        vals = apply_unary(c, vals, imp, 1 if per_channel else None)
+    vals, per_channel = float_table(imp, chain, src)
     return host.quantize(vals, q, sample_axis=False), per_channel
 
 
