@@ -1,19 +1,25 @@
 """The network top: every engine of a ``compiler.dataflow`` plan, a FIFO on every stream.
 
-``Network(df)`` is an amaranth ``Component`` with one input stream ``i`` (the host's input
-tensor, one element per beat, in ``df.streams[df.inputs[0]].order``) and one output stream
-``o`` (the output tensor in the order ``df.output_orders[0]`` says). Every engine comes from the
+``Network(df)`` is an amaranth ``Component`` with one input stream per graph input (the host's
+input tensor, one element per beat, in ``df.streams[df.inputs[k]].order``) and one output
+stream per graph output (the output tensor in the order ``df.output_orders[k]`` says). A
+network with one input and one output names them ``i`` and ``o``; with several, ``i0``,
+``i1``, ... and ``o0``, ``o1``, ... in graph order (``in_ports``/``out_ports``), every stream
+independent of the others (its own valid/ready). Every engine comes from the
 registry (``hw.engines.build``); every stream of the plan — the host edges included — gets an
 ``amaranth.lib.fifo.SyncFIFOBuffered`` of the plan's depth (at least 3: a buffered FIFO of
 depth 2 passes one beat every other cycle).
 
 ``ports()`` describes the Verilog ports of ``amaranth.back.verilog.convert(net, name=TOP)``
 (stable names: ``clk``, ``rst``, ``i__payload``/``i__valid``/``i__ready``,
-``o__payload``/``o__valid``/``o__ready``) so the accelerator drops into a user's design;
-``ports.json`` is that dict.
+``o__payload``/``o__valid``/``o__ready``; ``i0__payload``, ... with several streams) so the
+accelerator drops into a user's design; ``ports.json`` is that dict.
 
 With ``probes=True`` a third output, ``probe``, carries per edge the FIFO level and its four
 handshake bits (``probe_fields`` says where), for a simulation watchdog to name a stalled edge.
+With ``taps=True`` (simulation only) ``tap_data`` carries every edge's FIFO write data and
+``tap_we`` one bit per edge, high when a word is written (``w_en & w_rdy``): ``tap_fields``
+says where, so a testbench can record every layer's output stream.
 """
 
 from __future__ import annotations
@@ -53,11 +59,24 @@ class Edge:
 
 
 @dataclass
+class TapField:
+    edge: str
+    bit: int  # of tap_we
+    offset: int  # of tap_data
+    width: int
+
+
+@dataclass
 class ProbeField:
     edge: str
     name: str  # level, w_valid, w_ready, r_valid, r_ready
     offset: int
     width: int
+
+
+def port_names(prefix: str, n: int) -> list[str]:
+    """``["i"]`` for one stream (the single-IO names users' ports.json have), else ``i0``..."""
+    return [prefix] if n == 1 else [f"{prefix}{k}" for k in range(n)]
 
 
 def instance_name(engine_name: str) -> str:
@@ -66,14 +85,19 @@ def instance_name(engine_name: str) -> str:
 
 
 class Network(wiring.Component):
-    def __init__(self, df: Dataflow, *, probes: bool = False):
-        if len(df.inputs) != 1 or len(df.outputs) != 1:
-            raise ValueError(f"the network top has one input and one output stream; this plan "
-                             f"has {len(df.inputs)} inputs and {len(df.outputs)} outputs")
-        if df.inputs[0] == df.outputs[0]:
-            raise ValueError("the plan has no engine between its input and its output")
+    def __init__(self, df: Dataflow, *, probes: bool = False, taps: bool = False):
+        if not df.inputs or not df.outputs:
+            raise ValueError(f"the plan has {len(df.inputs)} inputs and {len(df.outputs)} "
+                             "outputs; the network top needs at least one of each")
+        through = set(df.inputs) & set(df.outputs)
+        if through:
+            raise ValueError(f"the plan has no engine between its input and its output "
+                             f"({', '.join(sorted(through))})")
         self.df = df
         self.probes = probes
+        self.taps = taps
+        self.in_ports = port_names("i", len(df.inputs))
+        self.out_ports = port_names("o", len(df.outputs))
         self.names: dict[str, str] = {}
         for e in df.engines:
             base = instance_name(e.name)
@@ -90,18 +114,34 @@ class Network(wiring.Component):
                 self.probe_fields.append(ProbeField(ed.stream, field, offset, width))
                 offset += width
         self.probe_width = offset
-        in_st, out_st = df.streams[df.inputs[0]], df.streams[df.outputs[0]]
-        sig = {"i": In(stream.Signature(payload_shape(in_st.dtype))),
-               "o": Out(stream.Signature(payload_shape(out_st.dtype)))}
+        self.tap_fields: list[TapField] = []
+        offset = 0
+        for k, ed in enumerate(self.edges):
+            self.tap_fields.append(TapField(ed.stream, k, offset, ed.width))
+            offset += ed.width
+        self.tap_width = offset
+        sig = {}
+        for port, s in zip(self.in_ports, df.inputs):
+            sig[port] = In(stream.Signature(payload_shape(df.streams[s].dtype)))
+        for port, s in zip(self.out_ports, df.outputs):
+            sig[port] = Out(stream.Signature(payload_shape(df.streams[s].dtype)))
         if probes:
             sig["probe"] = Out(unsigned(self.probe_width))
+        if taps:
+            sig["tap_data"] = Out(unsigned(self.tap_width))
+            sig["tap_we"] = Out(unsigned(len(self.edges)))
         super().__init__(sig)
 
     def _edges(self) -> list[Edge]:
         df = self.df
         ends: dict[str, dict] = {s: {} for s in df.streams}
-        ends[df.inputs[0]]["producer"] = (HOST, "i")
-        ends[df.outputs[0]]["consumer"] = (HOST, "o")
+        for port, s in zip(self.in_ports, df.inputs):
+            ends[s]["producer"] = (HOST, port)
+        for port, s in zip(self.out_ports, df.outputs):
+            if "consumer" in ends[s]:
+                raise ValueError(f"stream {s} is returned to the host twice (the plan should "
+                                 "fork it)")
+            ends[s]["consumer"] = (HOST, port)
         for e in df.engines:
             for k, s in enumerate(e.outputs):
                 ends[s]["producer"] = (self.names[e.name], f"o{k}")
@@ -129,14 +169,14 @@ class Network(wiring.Component):
             comp = build(e, self.df.streams)
             comps[self.names[e.name]] = comp
             m.submodules[self.names[e.name]] = comp
-        probe = []
+        probe, tap_data, tap_we = [], [], []
         for ed in self.edges:
             fifo = SyncFIFOBuffered(width=ed.width, depth=ed.depth)
             m.submodules[f"fifo_{instance_name(ed.stream)}"] = fifo
-            src = self.i if ed.producer == HOST else getattr(comps[ed.producer],
-                                                             ed.producer_port)
-            dst = self.o if ed.consumer == HOST else getattr(comps[ed.consumer],
-                                                             ed.consumer_port)
+            src = getattr(self if ed.producer == HOST else comps[ed.producer],
+                          ed.producer_port)
+            dst = getattr(self if ed.consumer == HOST else comps[ed.consumer],
+                          ed.consumer_port)
             m.d.comb += [
                 fifo.w_data.eq(src.payload),
                 fifo.w_en.eq(src.valid),
@@ -146,15 +186,21 @@ class Network(wiring.Component):
                 fifo.r_en.eq(dst.ready),
             ]
             probe += [fifo.level, fifo.w_en, fifo.w_rdy, fifo.r_rdy, fifo.r_en]
+            tap_data.append(fifo.w_data)
+            tap_we.append(fifo.w_en & fifo.w_rdy)
         if self.probes:
             m.d.comb += self.probe.eq(Cat(*probe))
+        if self.taps:
+            m.d.comb += [self.tap_data.eq(Cat(*tap_data)), self.tap_we.eq(Cat(*tap_we))]
         return m
 
     # ---- the user's view ----------------------------------------------------------------------
     def ports(self, g=None) -> dict:
         """The Verilog interface of ``verilog.convert(self, name=TOP)`` (``ports.json``).
 
-        ``g`` (the IntGraph) adds the tensor names and shapes."""
+        ``g`` (the IntGraph) adds the tensor names and shapes. ``inputs``/``outputs`` list
+        every stream port in graph order; a single-IO network also has ``input``/``output``
+        (the same dicts), as before multi-IO."""
         df = self.df
 
         def side(port: str, sname: str, order: np.ndarray, host) -> dict:
@@ -177,8 +223,12 @@ class Network(wiring.Component):
                     d["host_epilogue"] = host.kind
             return d
 
-        ins = g.inputs[0] if g is not None else None
-        outs = g.outputs[0] if g is not None else None
+        orders = list(df.output_orders)
+        ins = [side(p, s, df.streams[s].order, g.inputs[k] if g is not None else None)
+               for k, (p, s) in enumerate(zip(self.in_ports, df.inputs))]
+        outs = [side(p, s, orders[k], g.outputs[k] if g is not None else None)
+                for k, (p, s) in enumerate(zip(self.out_ports, df.outputs))]
+        single = {"input": ins[0], "output": outs[0]} if len(ins) == len(outs) == 1 else {}
         return {
             "top": TOP,
             "clock": {"name": "clk", "edge": "rising"},
@@ -190,9 +240,12 @@ class Network(wiring.Component):
                         "tensor element, an integer code in two's complement (signed) or "
                         "plain binary. 'order'[k] is the row-major flat index, within the "
                         "tensor 'shape' (batch axis 1), of the element carried by beat k of "
-                        "an inference; inferences follow each other with no gap or marker.",
-            "input": side("i", df.inputs[0], df.streams[df.inputs[0]].order, ins),
-            "output": side("o", df.outputs[0], df.output_orders[0], outs),
+                        "an inference; inferences follow each other with no gap or marker. "
+                        "With several inputs or outputs every stream is independent: each "
+                        "carries its tensor of inference k after that of inference k - 1.",
+            **single,
+            "inputs": ins,
+            "outputs": outs,
             "notes": ["Icarus Verilog: compile with -g2005 (not -g2012): under SystemVerilog "
                       "rules a 'reg x = 0' initialiser makes no event at time 0, so yosys's "
                       "time-zero trigger of combinational always blocks never fires and "

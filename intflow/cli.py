@@ -123,15 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     r.add_argument("--inputs", required=True, help="X.npz (or .npy for a one-input model)")
     r.add_argument("--outputs", required=True, help="Y.npz to write")
-    r.add_argument("--engine", choices=("reference", "icarus", "verilator"),
+    r.add_argument("--engine", choices=("reference", "icarus", "verilator", "board"),
                    default="reference",
                    help="reference: the numpy integer reference; icarus, verilator: the "
                         "generated network's Verilog under cocotb on that simulator, every "
                         "output element from the RTL (prints latency and initiation interval "
-                        "in cycles)")
+                        "in cycles); board: a board programmed by 'intflow build' (the UART "
+                        "wrapper) on --port")
     r.add_argument("--stall", type=float, default=0.3, metavar="P",
                    help="RTL engines: probability, each cycle, of an input gap and of output "
-                        "back-pressure (default 0.3; 0 measures the steady-state II)")
+                        "back-pressure, each port on its own (default 0.3; 0 measures the "
+                        "steady-state II)")
+    r.add_argument("--taps", action="store_true",
+                   help="RTL engines: record every layer's output stream and compare it with "
+                        "the reference's value of that tensor; prints the first differing "
+                        "layer (in dataflow order) with the element index, and exits 1 if "
+                        "any layer differs")
+    r.add_argument("--port", default=None,
+                   help="engine board: the serial port (e.g. /dev/ttyUSB0, or a pyserial URL)")
+    r.add_argument("--baud", type=_positive, default=115200,
+                   help="engine board: the UART baud rate of the build (default 115200)")
+    r.add_argument("--timeout", type=float, default=1.0, metavar="S",
+                   help="engine board: seconds to wait for an answer beyond its transfer "
+                        "time (default 1)")
     r.add_argument("--compare", action="store_true",
                    help="also run onnxruntime (ORT_ENABLE_ALL, session.qdqisint8allowed=1) "
                         "and report mismatching elements; exit 1 if any differ")
@@ -153,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     _build_parsers(sub)
     _report_parser(sub)
+    _update_weights_parser(sub)
     return ap
 
 
@@ -178,7 +193,7 @@ def _build_parsers(sub) -> None:
                    help="exit 0 even when Fmax is below the clock constraint")
     b.add_argument("--baud", type=_positive, default=115200, help="UART baud rate")
     b.add_argument("--clock", type=float, default=None, metavar="MHZ",
-                   help="run the design at MHZ: through the board's PLL (iCE40 boards), or as "
+                   help="run the design at MHZ: through the board's PLL, or as "
                         "the constraint on a bare part (default: the board's oscillator)")
     b.add_argument("--no-cache", action="store_true",
                    help="rebuild even when the same design, options and toolchain were built "
@@ -210,6 +225,12 @@ def _rtl_cycles(d, df, est: dict, samples: int = 3) -> tuple[dict, bool | None]:
     print(f"  RTL simulation ({res.engine}, {samples} samples): latency {min(lat):,} cycles, "
           f"II {res.initiation_interval:,}; outputs {'equal' if ok else 'DIFFER from'} the "
           f"reference ({time.perf_counter() - t0:.1f} s)")
+    for k in outs:  # name the first differing element (sample first, then the IR index)
+        bad = np.argwhere(outs[k] != want[k])
+        if bad.size:
+            i = tuple(bad[0].tolist())
+            print(f"  {k}: {len(bad)} of {want[k].size} elements differ; first at {i}: RTL "
+                  f"{outs[k][i]}, reference {want[k][i]}")
     return {"latency": min(lat), "initiation_interval": res.initiation_interval,
             "source": f"rtl-simulation ({res.engine})"}, ok
 
@@ -243,6 +264,7 @@ def cmd_build(a) -> int:
             print(f"fold auto for {target.name}: no folding's estimate fits "
                   f"{target.device}; building the smallest (--fold min)")
     df = d.dataflow()
+    Link.from_dataflow(df, a.baud)  # the UART wrapper carries one input and one output stream
     est = estimate(df, target.family)
     try:
         from .hw.network import Network
@@ -296,6 +318,49 @@ def cmd_build(a) -> int:
             print(f"intflow: error: {msg}; rerun with --allow-timing-fail to accept it, or "
                   f"another --seed", file=sys.stderr)
             return 1
+    return 0
+
+
+# ---- intflow update-weights (boards/update_weights.py) ----------------------------------------
+
+def _update_weights_parser(sub) -> None:
+    u = sub.add_parser("update-weights", help="new weights into a built bitstream, without "
+                       "place and route",
+                       description="Compile NEW.onnx with the requantisation and folding "
+                       "recorded in OUT/report.json, check that only weights differ (graph, "
+                       "shapes, widths, folding, requantisation: exit 2 naming what differs), "
+                       "rewrite the block-RAM weight ROMs of OUT's bitstream (iCE40: icebram + "
+                       "icepack; ECP5: ecpbram + ecppack; not Gowin), update report.json and "
+                       "verify the new RTL on Icarus against the new model's reference.")
+    u.add_argument("out", metavar="OUT/", help="an intflow build output directory")
+    u.add_argument("model", metavar="NEW.onnx", help="the model with the new weights")
+    u.add_argument("-o", "--out", dest="new_out", default=None, metavar="OUT2/",
+                   help="write the updated build here (a new directory; default: OUT/ in "
+                        "place)")
+    u.add_argument("--input-shape", action="append", default=[], metavar="NAME=d0,d1,...",
+                   help="as for intflow build")
+    u.add_argument("--no-sim", action="store_true", help="skip the RTL simulation check")
+
+
+def cmd_update_weights(a) -> int:
+    import json
+
+    from .boards.update_weights import update_weights
+    from .compiler.dataflow.estimate import estimate
+    t0 = time.perf_counter()
+    shapes = _input_shapes(argparse.Namespace(input_shape=a.input_shape, model=a.model))
+    r = update_weights(a.out, a.model, a.new_out, input_shapes=shapes)
+    print(f"patched {r.roms} weight ROMs into {r.report['bitstream']} in {r.seconds:.1f} s "
+          f"(no place and route)")
+    ok = None
+    if not a.no_sim:
+        _, ok = _rtl_cycles(r.design, r.df, estimate(r.df, r.report["family"]))
+    r.report["rtl_matches_reference"] = ok
+    (r.out / "report.json").write_text(json.dumps(r.report, indent=1) + "\n")
+    print(f"wrote {r.out}/report.json ({time.perf_counter() - t0:.1f} s in all)")
+    if ok is False:
+        print("intflow: error: the RTL simulation differs from the reference", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -381,8 +446,20 @@ def cmd_run(a) -> int:
     if a.samples is not None:
         inputs = {k: v[: a.samples] for k, v in inputs.items()}
     n = next(iter(inputs.values())).shape[0]
+    rtl = a.engine in ("icarus", "verilator")
+    if a.taps and not rtl:
+        raise ModelError(f"--taps records the RTL's streams: not with --engine {a.engine} "
+                         "(use icarus or verilator)")
+    if (a.port is None) == (a.engine == "board"):
+        raise ModelError("--engine board needs --port" if a.port is None else
+                         "--port is for --engine board")
     t0 = time.perf_counter()
-    outs = d.run(inputs, engine=a.engine, stall=a.stall)
+    if a.engine == "board":
+        outs = _run_board(a, d, inputs)
+        if outs is None:
+            return 1
+    else:
+        outs = d.run(inputs, engine=a.engine, stall=a.stall, taps=a.taps)
     dt = time.perf_counter() - t0
     save_outputs(a.outputs, outs)
     print(f"{a.engine}: {n} samples in {dt:.3f} s -> {a.outputs} "
@@ -405,9 +482,36 @@ def cmd_run(a) -> int:
                          if c["stall"] else ""))
     for note in d.graph.notes:
         print(f"note: {note}")
+    taps_differ = False
+    if a.taps:
+        from .sim.network import format_taps
+        print(format_taps(*d.last_taps))
+        taps_differ = bool(d.last_taps[0])
     if a.compare:
-        return _compare(a.model, inputs, outs)
-    return 0
+        return _compare(a.model, inputs, outs) or int(taps_differ)
+    return int(taps_differ)
+
+
+def _run_board(a, d, inputs):
+    """``intflow run --engine board``: the outputs, or None after printing a board error
+    (exit 1); a port that cannot be opened is a usage error (ModelError, exit 2)."""
+    from .host import BoardError, Link, run_design
+    Link.from_dataflow(d.dataflow(), a.baud)  # one input and one output stream, or exit 2
+    try:
+        import serial
+    except ImportError:
+        raise ModelError("--engine board needs pyserial (pip install pyserial)") from None
+    try:
+        port = serial.serial_for_url(a.port, a.baud, timeout=0.05, write_timeout=a.timeout)
+    except (serial.SerialException, ValueError) as e:
+        raise ModelError(f"cannot open serial port {a.port}: {e}") from None
+    try:
+        return run_design(d, inputs, a.port, baud=a.baud, timeout=a.timeout, serial=port)
+    except BoardError as e:
+        print(f"intflow: error: {e}", file=sys.stderr)
+        return None
+    finally:
+        port.close()
 
 
 def _count_diff(label: str, outs, truth) -> int:
@@ -458,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         return {"compile": cmd_compile, "run": cmd_run, "check": cmd_check,
-                "build": cmd_build, "report": cmd_report}[a.command](a)
+                "build": cmd_build, "report": cmd_report,
+                "update-weights": cmd_update_weights}[a.command](a)
     except ModelError as e:
         # one line, whatever a library put into the reason
         print(" ".join(f"intflow: error: {e}".split()), file=sys.stderr)

@@ -31,6 +31,8 @@ class Design:
     target_ii: int | None = None
     # cycles of the last RTL run (engine icarus/verilator): latency, II, stall, engine
     last_cycles: dict | None = field(default=None, repr=False, compare=False)
+    # the last RTL run with taps: (differing edges, first in dataflow order; edges compared)
+    last_taps: tuple[list, int] | None = field(default=None, repr=False, compare=False)
 
     def dataflow(self):
         """The folded streaming plan the hardware is generated from."""
@@ -49,31 +51,39 @@ class Design:
         return estimate(self.dataflow(), family)
 
     def run(self, inputs: Mapping[str, np.ndarray], engine: str = "reference",
-            stall: float = 0.3, seed: int = 0) -> dict[str, np.ndarray]:
+            stall: float = 0.3, seed: int = 0, taps: bool = False) -> dict[str, np.ndarray]:
         """Outputs for ``inputs`` (leading axis = sample), keyed by ONNX output name.
 
         ``engine``: ``reference`` (numpy), or ``icarus``/``verilator``: the generated RTL
         under cocotb, input gaps and output back-pressure each cycle with probability
-        ``stall``; its cycle counts are left in ``last_cycles``."""
+        ``stall``; its cycle counts are left in ``last_cycles``. ``taps`` (RTL engines):
+        record every layer's output stream and hold it to the reference; the result is left
+        in ``last_taps`` (``sim.network.format_taps(*d.last_taps)`` prints it)."""
         if engine not in ENGINES:
             raise ModelError(f"engine {engine!r} is not available (engines: "
                              f"{', '.join(ENGINES)})")
         if engine == "reference":
+            if taps:
+                raise ModelError("taps record the RTL's streams: use engine icarus or "
+                                 "verilator")
             return reference.run(self.graph, inputs)
-        return self._run_rtl(inputs, engine, stall, seed)
+        return self._run_rtl(inputs, engine, stall, seed, taps)
 
-    def _run_rtl(self, inputs, engine: str, stall: float, seed: int) -> dict[str, np.ndarray]:
-        from .sim.network import SimulationError, run_graph
+    def _run_rtl(self, inputs, engine: str, stall: float, seed: int,
+                 taps: bool = False) -> dict[str, np.ndarray]:
+        from .sim.network import SimulationError, compare_taps, run_graph
         if not 0 <= stall < 1:
             raise ModelError(f"--stall {stall}: a probability in [0, 1) is needed")
         df = self.dataflow()
         feeds = reference.to_codes(self.graph, inputs)
         try:
-            env, res = run_graph(df, self.graph, feeds, engine=engine, stall=stall, seed=seed)
+            env, res = run_graph(df, self.graph, feeds, engine=engine, stall=stall, seed=seed,
+                                 taps=taps)
         except SimulationError as e:
             raise ModelError(f"RTL simulation failed: {e}", file=self.model_path) from None
-        except ValueError as e:  # e.g. a plan with several inputs or outputs
+        except ValueError as e:  # a plan the network top cannot build
             raise ModelError(str(e), file=self.model_path) from None
+        self.last_taps = compare_taps(df, self.graph, feeds, res) if taps else None
         lat = [int(v) for v in res.latency if v >= 0]
         self.last_cycles = {"engine": engine, "stall": stall, "samples": len(lat),
                             "latency": min(lat) if lat else None,
@@ -98,7 +108,7 @@ class Design:
         from .hw.network import write_rtl
         try:
             write_rtl(df, out / "rtl", self.graph)
-        except ValueError as e:  # e.g. several graph inputs: no single-stream top yet
+        except ValueError as e:  # e.g. a graph input that is also its output
             self.graph.notes.append(f"no RTL written: {e}")
 
     def save(self, out_dir: str | os.PathLike, hardware: bool = False) -> None:

@@ -33,6 +33,7 @@ class Planner:
         self.engines: list[Engine] = []
         # IR tensor -> (physical stream, order: position -> flat index of the IR tensor)
         self.view: dict[str, tuple[str, np.ndarray]] = {}
+        self.carries: dict[str, str] = {}  # stream -> IR tensor whose elements its order indexes
 
     # ---- streams --------------------------------------------------------------------------
     def new_stream(self, base: str, tensor_shape, dtype: IntType, order=None) -> str:
@@ -62,6 +63,7 @@ class Planner:
         out = self.new_stream(f"{tensor}_reordered", t.shape, t.dtype, required)
         read = _inverse(order)[required]
         self.add("Reorder", None, [s], [out], read=read, dtype=t.dtype)
+        self.carries[out] = tensor
         self.view[tensor + "#reordered"] = (out, required)
         return out
 
@@ -69,6 +71,7 @@ class Planner:
         t = self.g.tensors[tensor]
         s = self.new_stream(base or tensor, t.shape, t.dtype, order)
         self.view[tensor] = (s, self.streams[s].order)
+        self.carries[s] = tensor
         return s
 
     # ---- planning ---------------------------------------------------------------------------
@@ -94,7 +97,8 @@ class Planner:
                 raise PlanError(f"{n.op} ({n.name}) has no streaming engine yet")
             handler(n, requant)
         outputs = [self.view[o.tensor] for o in g.outputs]
-        df = Dataflow(self.engines, self.streams, inputs, [s for s, _ in outputs])
+        df = Dataflow(self.engines, self.streams, inputs, [s for s, _ in outputs],
+                      dict(self.carries))
         df.output_orders = [o for _, o in outputs]  # type: ignore[attr-defined]
         insert_forks(df)
         return df
@@ -429,6 +433,8 @@ def insert_forks(df: Dataflow) -> None:
         for i in range(count):
             name = f"{s}_fork{i}"
             df.streams[name] = Stream(name, src.dtype, src.shape, src.order, src.length + 2)
+            if s in df.tensors:
+                df.tensors[name] = df.tensors[s]
             branches.append(name)
         it = iter(branches)
         for e in df.engines:

@@ -67,6 +67,9 @@ class Dataflow:
     streams: dict[str, Stream]
     inputs: list[str]  # host-fed streams, one per IR input tensor (same order as g.inputs)
     outputs: list[str]  # streams returned to the host (same order as g.outputs)
+    # stream -> the IR tensor it carries (its ``order`` indexes that tensor); streams that
+    # carry no IR tensor (SlidingWindow rows) are absent. Used by simulation taps.
+    tensors: dict[str, str] = field(default_factory=dict)
 
     def producer(self, stream: str) -> Engine | None:
         for e in self.engines:
