@@ -56,3 +56,10 @@ lint: $(STAMP)
 examples: $(STAMP)
 	$(PY) -m pip install -q -e '.[examples]'
 	$(PY) examples/make_examples.py
+
+# the benchmark suite (issue 7): every example model x fold x device, built one at a time
+# (hours; resumable), then benchmarks/results.json and benchmarks/RESULTS.md. Narrow it with
+# BENCH_ARGS, e.g. make bench BENCH_ARGS="--models jet_mlp_qdq --devices ecp5-85f"
+.PHONY: bench
+bench: $(STAMP) system-deps
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
