@@ -10,6 +10,10 @@ Wire format (8N1, least significant bit first, as every USB-UART bridge speaks):
 - A *break* (the line held low for two characters or more, pyserial ``send_break``) resets the
   accelerator, the FIFOs and the byte framing: the host sends one before a run so a half-sent
   frame of an earlier, interrupted run cannot shift every later element.
+- A *framing error* (a byte whose stop bit is low: noise, a wrong baud rate) drops that byte
+  (``UARTRx.ferr`` pulses) and the receiver waits for the line to go high before it looks for
+  the next start bit, so it never hangs. The frame then lacks a byte: the board sends nothing
+  for it, the host times out with a ``BoardError``, and its next run's break resynchronises.
 
 There is no flow control on the line, so the input FIFO holds a whole input frame: the host
 sends one frame, the accelerator takes it at its own pace, and the output FIFO holds a whole
@@ -58,12 +62,14 @@ def divisor(clk_hz: float, baud: int) -> int:
 
 class UARTRx(wiring.Component):
     """8N1 receiver sampling mid-bit. ``o`` carries each good byte for one cycle (no ready: a
-    UART cannot wait); bytes whose stop bit is low (breaks, noise) are dropped. ``brk`` pulses
-    once when the line has been low for ``break_bits`` bit times."""
+    UART cannot wait); bytes whose stop bit is low (breaks, noise) are dropped, and ``ferr``
+    pulses for one cycle when that happens. ``brk`` pulses once when the line has been low for
+    ``break_bits`` bit times."""
 
     rx: In(1, init=1)
     o: Out(stream.Signature(8, always_ready=True))
     brk: Out(1)
+    ferr: Out(1)
 
     def __init__(self, divisor: int, break_bits: int = 20):
         self.divisor = divisor
@@ -87,7 +93,7 @@ class UARTRx(wiring.Component):
             m.d.sync += low.eq(low + 1)
         m.d.comb += self.brk.eq(low == d * self.break_bits - 1)
 
-        m.d.sync += self.o.valid.eq(0)
+        m.d.sync += [self.o.valid.eq(0), self.ferr.eq(0)]
         with m.FSM():
             with m.State("idle"):
                 with m.If(~rx):
@@ -101,7 +107,8 @@ class UARTRx(wiring.Component):
                     with m.If(rx):
                         m.d.sync += [self.o.payload.eq(shreg), self.o.valid.eq(1)]
                         m.next = "idle"
-                    with m.Else():  # framing error or a break: wait for the line to rise
+                    with m.Else():  # framing error or a break: drop the byte, wait for the
+                        m.d.sync += self.ferr.eq(1)  # line to rise (a stop bit or idle)
                         m.next = "wait_high"
                 with m.Else():
                     # LSB first: after eight shifts the first bit sits at bit 0

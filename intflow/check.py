@@ -101,6 +101,25 @@ def classify(ours, theirs, oracle, steps, integer_session: bool) -> dict[str, in
     return counts
 
 
+def first_unexplained(ours, theirs, oracle, steps) -> str | None:
+    """Where the integer session's first rounding tie or real mismatch is (output name, flat
+    index, both values), or None: what ``intflow check`` prints beside the counts."""
+    for k, want in theirs.items():
+        got = np.asarray(ours[k], np.float64).ravel()
+        want = np.asarray(want, np.float64).ravel()
+        diff = got != want
+        if oracle is not None:
+            diff &= got != np.asarray(oracle[k], np.float64).ravel()
+        bad = np.flatnonzero(diff)
+        if bad.size:
+            i = int(bad[0])
+            kind = "rounding tie" if abs(got[i] - want[i]) <= steps[k] * 1.0001 else \
+                "real mismatch"
+            return (f"{k}: {bad.size} of {want.size} elements; first at flat index {i} "
+                    f"({kind}): intflow {got[i]!r}, onnxruntime {want[i]!r}")
+    return None
+
+
 def check(model: str, g: IntGraph, inputs: dict[str, np.ndarray]) -> tuple[list[dict], bool]:
     """Rows (one per onnxruntime session) and whether the integer session agrees (up to
     saturation on this CPU)."""
@@ -129,6 +148,7 @@ def check(model: str, g: IntGraph, inputs: dict[str, np.ndarray]) -> tuple[list[
                          **counts})
             if (level, int8) == INTEGER_SESSION:
                 ok = counts["real mismatch"] == 0 and counts["rounding tie"] == 0
+                rows[-1]["first difference"] = first_unexplained(ours, theirs, oracle, steps)
     for r in rows:
         r["onnxruntime"] = onnxruntime.__version__
     return rows, ok
@@ -144,4 +164,8 @@ def format_rows(rows: list[dict]) -> str:
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip() for t in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in rows:
+        if r.get("first difference"):
+            lines.append(f"{r['session']} (int8 flag {int(r['qdqisint8allowed'])}) differs "
+                         f"at {r['first difference']}")
     return "\n".join(lines)

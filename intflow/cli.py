@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _build_parsers(sub)
     _report_parser(sub)
     _update_weights_parser(sub)
+    _sweep_parser(sub)
     return ap
 
 
@@ -362,6 +363,70 @@ def cmd_update_weights(a) -> int:
         print("intflow: error: the RTL simulation differs from the reference", file=sys.stderr)
         return 1
     return 0
+
+
+# ---- intflow sweep (intflow/sweep.py) ---------------------------------------------------------
+
+SWEEP_EPILOG = """\
+grid: each of --board, --fold, --requant takes a comma-separated list; the sweep is their
+cartesian product (board x fold x requant), e.g.
+  intflow sweep m.onnx --board ecp5-85f,ice40-up5k --fold min,auto:4,auto:8,max \\
+      --requant ort,dyadic -o out/sweep/          (2 x 4 x 2 = 16 designs)
+fold values: min, max, auto (the fastest folding whose estimate fits the board, as intflow
+build), auto:N (--fold auto --max-multipliers N), or FILE.json (a folding file).
+--random K builds K designs of the grid drawn with --seed.
+
+each design is a Dask task: compile -> estimate (a design whose estimate does not fit the
+board is pruned, not placed and routed) -> --stop-after estimate | sim (RTL on --samples
+random inputs, held to the reference) | build (intflow build: RTL simulation, place and
+route, OUT/<design>/report.json). A failed design is reported and the sweep goes on. Results
+already in OUT/sweep.json for the same model, options, intflow source and toolchain are
+reused. Compare the builds with: intflow report OUT/*/report.json
+exit 0 when at least one design finished, 1 when none did, 2 on bad input.
+"""
+
+
+def _sweep_parser(sub) -> None:
+    from .sweep import STAGES
+    s = sub.add_parser("sweep", help="build a grid of designs (boards x foldings x requant) "
+                       "as Dask tasks",
+                       description="Sweep MODEL over boards, foldings and requantisation "
+                       "modes on a Dask LocalCluster (--workers) or an existing scheduler "
+                       "(--scheduler), writing OUT/sweep.json, a log per design and the "
+                       "build directories.", epilog=SWEEP_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("model", help="quantized ONNX model (.onnx)")
+    s.add_argument("--board", required=True, metavar="B1,B2,...",
+                   help="targets (see intflow build --help)")
+    s.add_argument("--fold", default="auto", metavar="F1,F2,...",
+                   help="foldings: min, max, auto, auto:N, FILE.json (default auto)")
+    s.add_argument("--requant", default="ort", metavar="ort,dyadic",
+                   help="requantisation modes (default ort)")
+    s.add_argument("-o", "--out", required=True, help="output directory (OUT/sweep.json, "
+                   "OUT/logs/, OUT/<design>/)")
+    s.add_argument("--stop-after", choices=STAGES, default="build",
+                   help="last stage of each design (default build)")
+    s.add_argument("--random", type=_positive, default=None, metavar="K",
+                   help="K designs of the grid drawn at random (with --seed)")
+    s.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    s.add_argument("--workers", type=_positive, default=2,
+                   help="worker processes of the local cluster (default 2)")
+    s.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on this Dask scheduler instead of a local cluster (its workers "
+                        "need intflow and the model and OUT/ at the same paths)")
+    s.add_argument("--samples", type=_positive, default=2,
+                   help="random samples of the --stop-after sim RTL check (default 2)")
+    s.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed")
+    s.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                   help="as intflow build --clock")
+    s.add_argument("--html", metavar="report.html",
+                   help="write intflow report's HTML page of the finished builds (rewritten "
+                        "as builds finish)")
+
+
+def cmd_sweep(a) -> int:
+    from .sweep import main as sweep_main
+    return sweep_main(a)
 
 
 # ---- intflow report ----------------------------------------------------------------------------
@@ -563,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"compile": cmd_compile, "run": cmd_run, "check": cmd_check,
                 "build": cmd_build, "report": cmd_report,
-                "update-weights": cmd_update_weights}[a.command](a)
+                "update-weights": cmd_update_weights, "sweep": cmd_sweep}[a.command](a)
     except ModelError as e:
         # one line, whatever a library put into the reason
         print(" ".join(f"intflow: error: {e}".split()), file=sys.stderr)

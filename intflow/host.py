@@ -3,7 +3,11 @@ codes into bytes, send them over a serial port, read the output codes back.
 
 Every read has a deadline: a board that is not programmed, runs another design, sits on another
 port or baud rate, or lost bytes gives a ``BoardError`` naming what was expected and what came,
-never a hang. Each run starts with a break, which resets the board's accelerator and framing.
+never a hang: reads poll (a port opened without a read timeout gets one of 50 ms), and a port
+that fails (unplugged, closed) is a ``BoardError`` too. Each run starts with a break, which
+resets the board's accelerator and framing. A byte the board drops (a framing error on its
+receiver, ``hw/host_uart.py``) leaves its frame short: no answer, a ``BoardError`` naming the
+port and the timeout, and the next run's break resynchronises.
 
 >>> with Board("/dev/ttyUSB0", Link.from_report("out/report.json")) as b:
 ...     y = b.run(x_codes)                     # (samples, in_length) -> (samples, out_length)
@@ -96,9 +100,14 @@ class Link:
                    so.dtype.bits, so.dtype.signed, so.length, baud)
 
 
+POLL = 0.05  # seconds a read may block: the deadline is checked between reads
+
+
 class Board:
     """A board on a serial port. ``serial``: an already open pyserial-like object (``read``,
-    ``write``, ``send_break``, ``reset_input_buffer``) instead of opening ``port``."""
+    ``write``, ``send_break``, ``reset_input_buffer``) instead of opening ``port``; its read
+    timeout is set to ``POLL`` when it has none (or a longer one), so no read outlives the
+    deadline by more than that."""
 
     def __init__(self, port: str | None, link: Link, *, timeout: float = 1.0,
                  serial=None) -> None:
@@ -110,9 +119,11 @@ class Board:
             except ImportError:  # pragma: no cover - a dependency in pyproject
                 raise BoardError("pyserial is not installed (pip install pyserial)") from None
             try:
-                serial = pyserial.Serial(port, link.baud, timeout=0.05, write_timeout=timeout)
+                serial = pyserial.Serial(port, link.baud, timeout=POLL, write_timeout=timeout)
             except (pyserial.SerialException, ValueError) as e:
                 raise BoardError(f"cannot open {port}: {e}") from None
+        elif hasattr(serial, "timeout") and (serial.timeout is None or serial.timeout > POLL):
+            serial.timeout = POLL  # a blocking read would never see the deadline
         self.ser = serial
 
     def __enter__(self) -> Board:
@@ -130,22 +141,31 @@ class Board:
 
     def reset(self) -> None:
         """A break resets the board's accelerator and byte framing; stale bytes are dropped."""
-        self.ser.send_break(duration=max(0.01, 40 / self.link.baud))
-        time.sleep(max(0.002, 30 / self.link.baud))
-        self.ser.reset_input_buffer()
+        try:
+            self.ser.send_break(duration=max(0.01, 40 / self.link.baud))
+            time.sleep(max(0.002, 30 / self.link.baud))
+            self.ser.reset_input_buffer()
+        except Exception as e:  # pyserial's SerialException, OSError: the port went away
+            raise BoardError(f"cannot reset {self._where()}: {e}") from None
 
-    def _read(self, n: int, deadline: float, what: str) -> bytes:
+    def _read_some(self, n: int) -> bytes:
+        try:
+            return self.ser.read(n)
+        except Exception as e:  # pyserial's SerialException, OSError: the port went away
+            raise BoardError(f"cannot read from {self._where()}: {e}") from None
+
+    def _read(self, n: int, seconds: float, what: str) -> bytes:
+        """``n`` bytes within ``seconds`` (checked between reads of at most ``POLL``)."""
+        deadline = time.monotonic() + seconds
         data = bytearray()
         while len(data) < n:
-            chunk = self.ser.read(n - len(data))
-            if chunk:
-                data += chunk
-            elif time.monotonic() > deadline:
+            data += self._read_some(n - len(data))
+            if len(data) < n and time.monotonic() > deadline:  # a trickle, too, runs out
                 raise BoardError(
-                    f"{what}: got {len(data)} of {n} bytes from {self._where()} before the "
-                    f"timeout; is the board programmed with this build, on this port and baud "
-                    f"rate?" + (" (a partial answer: bytes were lost or the build expects "
-                                "another frame size)" if data else ""))
+                    f"{what}: got {len(data)} of {n} bytes from {self._where()} within the "
+                    f"{seconds:.2f} s timeout; is the board programmed with this build, on this "
+                    f"port and baud rate?" + (" (a partial answer: bytes were lost or the build "
+                                              "expects another frame size)" if data else ""))
         return bytes(data)
 
     def infer(self, codes: np.ndarray) -> np.ndarray:
@@ -165,8 +185,7 @@ class Board:
             self.ser.write(pack_elements(codes, lk.in_bits))
         except Exception as e:  # pyserial's SerialTimeoutException, OSError
             raise BoardError(f"cannot write to {self._where()}: {e}") from None
-        data = self._read(lk.out_frame, time.monotonic() + self.timeout + 2 * wire,
-                          "no complete answer")
+        data = self._read(lk.out_frame, self.timeout + 2 * wire, "no complete answer")
         return unpack_elements(data, lk.out_bits, lk.out_signed)
 
     def run(self, codes: np.ndarray) -> np.ndarray:
@@ -176,7 +195,7 @@ class Board:
         self.reset()
         out = np.stack([self.infer(x) for x in codes]) if len(codes) else np.zeros(
             (0, self.link.out_length), np.int64)
-        extra = self.ser.read(1)
+        extra = self._read_some(1)
         if extra:
             raise BoardError(f"{self._where()} sent more bytes than {self.link.out_frame} per "
                              f"inference: the board runs another design or baud rate")

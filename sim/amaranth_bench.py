@@ -149,9 +149,11 @@ def run_streams(dut, inputs: Mapping[str, Sequence[int]], outputs: Mapping[str, 
 
 def check_engine(engine: Engine, streams: dict[str, Stream], xs: Sequence[np.ndarray], *,
                  build=None, valid_rate: float = 0.7, ready_rate: float = 0.7,
-                 seed: int = 0) -> StreamsRun:
+                 seed: int = 0, edges: bool = True) -> StreamsRun:
     """Run ``engine``'s component on ``xs`` (one (S, length) code array per input stream, S
-    inferences back to back) and assert every output word equals ``model.run_engine``."""
+    inferences back to back) and assert every output word equals ``model.run_engine``; then
+    (``edges``) the same on the edge vectors (``compiler/edge_vectors.py``), input j's kinds
+    rotated by j so that two operands also meet as min with max. Returns the first run."""
     if build is None:
         from ..hw.engines import build
     dut = build(engine, streams)
@@ -173,4 +175,10 @@ def check_engine(engine: Engine, streams: dict[str, Stream], xs: Sequence[np.nda
                                  f"first at {i} (inference {i // streams[name].length}, "
                                  f"position {i % streams[name].length}): RTL {got[i]}, "
                                  f"model {w[i]}")
+    if edges:
+        from ..compiler.edge_vectors import edge_vectors
+        corners = [np.roll(edge_vectors(streams[n].dtype, streams[n].length), j, axis=0)
+                   for j, n in enumerate(engine.inputs)]
+        check_engine(engine, streams, corners, build=build, valid_rate=valid_rate,
+                     ready_rate=ready_rate, seed=seed + 1, edges=False)
     return run

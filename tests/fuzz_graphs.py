@@ -208,3 +208,34 @@ def quant_options(draw) -> dict:
         "reduce_range": draw(st.booleans()),
         "extra_options": {"ActivationSymmetric": draw(st.booleans())},
     }
+
+
+def calibration(shape: tuple[int, ...], seed: int):
+    """onnxruntime's calibration reader for ``quantize_static``: 3 batches of 8 normal
+    samples (the same data ``test_fuzz.py`` calibrates with)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(seed)
+            self.it = iter([{"x": rng.normal(0, 1, (8, *shape)).astype(np.float32)}
+                            for _ in range(3)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    return Reader()
+
+
+def quantize(net: Net, opts: dict, path: str) -> tuple[int, ...] | None:
+    """Build ``net``, quantize it with ``opts`` into ``path``; its input shape, or None when
+    onnxruntime's quantizer rejects the model (not intflow's to test)."""
+    from onnxruntime.quantization import quantize_static
+    fmodel, shape = build(net)
+    fpath = path + ".float.onnx"
+    onnx.save(fmodel, fpath)
+    try:
+        quantize_static(fpath, path, calibration(shape, net.seed), **opts)
+    except Exception:
+        return None
+    return shape

@@ -24,6 +24,7 @@ from intflow.compiler import reference
 from intflow.compiler.dataflow.model import run_engine
 from intflow.compiler.dataflow.spec import Dataflow, Engine, Stream
 from intflow.compiler.dtypes import IntType
+from intflow.compiler.edge_vectors import with_edge_vectors
 from intflow.hw.network import TOP, Network
 from intflow.sim.amaranth_bench import from_bits, run_streams, to_bits
 from intflow.sim.network import SimulationError, run_graph, simulate
@@ -45,24 +46,36 @@ def _verilator() -> bool:
 needs_verilator = pytest.mark.simulator("verilator")
 
 
-def example(stem: str, samples: int):
-    """(design, plan, feeds, reference codes) for the first ``samples`` held-out inputs."""
+def example(stem: str, samples: int, edges: bool = False):
+    """(design, plan, feeds, reference codes) for the first ``samples`` held-out inputs, then
+    (``edges``) the edge vectors of the input codes: all-min, all-max, the zero point,
+    alternating extremes (``compiler/edge_vectors.py``)."""
     d = intflow.compile(EXAMPLES / "models" / f"{stem}.onnx")
     data = np.load(EXAMPLES / "data" / f"{stem}.npz")
     inputs = {k: data[k][:samples] for k in data.files}
     feeds = reference.to_codes(d.graph, inputs)
+    if edges:
+        feeds = {h.tensor: with_edge_vectors(feeds[h.tensor], d.graph.tensors[h.tensor].dtype,
+                                             _zero_point(h)) for h in d.graph.inputs}
     want = reference.run_codes(d.graph, feeds)
     return d, d.dataflow(), feeds, want
+
+
+def _zero_point(h) -> int:
+    """The code of the real value 0 at host input ``h`` (per-tensor quantisation)."""
+    if h.quantize is None:
+        return 0
+    (zp,) = set(np.ravel(h.quantize.zero_point).tolist())
+    return int(zp)
 
 
 def assert_rtl_equals_reference(d, got: dict, want: dict, label: str) -> int:
     n = 0
     for o in d.graph.outputs:
         g, w = got[o.tensor], want[o.tensor]
-        bad = np.argwhere(g != w)
-        assert not bad.size, (f"{label}: {len(bad)} of {w.size} elements differ; first at "
-                              f"{tuple(bad[0])}: RTL {g[tuple(bad[0])]}, reference "
-                              f"{w[tuple(bad[0])]}")
+        bad = [tuple(i) for i in np.argwhere(g != w).tolist()]  # plain ints in the message
+        assert not bad, (f"{label}: {len(bad)} of {w.size} elements differ; first at "
+                         f"{bad[0]}: RTL {g[bad[0]]}, reference {w[bad[0]]}")
         n += w.size
     return n
 
@@ -91,7 +104,7 @@ RTL_CASES = [
 
 @pytest.mark.parametrize("stem, engine, samples", RTL_CASES)
 def test_example_rtl_equals_reference_with_stalls(stem, engine, samples):
-    d, df, feeds, want = example(stem, samples)
+    d, df, feeds, want = example(stem, samples, edges=True)
     got, res = run_graph(df, d.graph, feeds, engine=engine, stall=0.3, seed=samples)
     n = assert_rtl_equals_reference(d, got, want, f"{stem} on {engine}")
     assert not res.lost and np.all(res.last_out > res.first_in)
@@ -103,6 +116,8 @@ def test_example_rtl_equals_reference_with_stalls(stem, engine, samples):
 def test_cycles_at_full_rate():
     """With no stalls the II is the slowest engine's MAC count (plus a few cycles of hand-over),
     and an unloaded sample's latency is at least one pass through that engine."""
+    # no edge vectors here: the II of the last two samples is the steady state only for
+    # like samples (the output tail may depend on the data); the stalled cases run them
     d, df, feeds, want = example("digits_mlp_qdq", 3)
     got, res = run_graph(df, d.graph, feeds, engine="icarus", stall=0.0)
     assert_rtl_equals_reference(d, got, want, "digits_mlp at full rate")
@@ -187,10 +202,10 @@ def glue_model(engines, x):
 def test_glue_network_in_amaranth_simulator():
     """Fork, Reorder, Add and Concat wired by ``Network`` (amaranth's simulator, no cocotb)."""
     df, engines = glue_plan(26)
-    x = np.random.default_rng(0).integers(-128, 128, (3, 24))
-    run = run_streams(Network(df), {"i": to_bits(x, 8)}, {"o": 3 * 48}, valid_rate=0.7,
+    x = with_edge_vectors(np.random.default_rng(0).integers(-128, 128, (3, 24)), I8)
+    run = run_streams(Network(df), {"i": to_bits(x, 8)}, {"o": len(x) * 48}, valid_rate=0.7,
                       ready_rate=0.7)
-    got = from_bits(run.words["o"], signed(8)).reshape(3, 48)
+    got = from_bits(run.words["o"], signed(8)).reshape(len(x), 48)
     np.testing.assert_array_equal(got, glue_model(engines, x))
 
 
@@ -198,7 +213,7 @@ def test_glue_network_in_amaranth_simulator():
                                     pytest.param("verilator", marks=needs_verilator)])
 def test_glue_network_rtl(engine):
     df, engines = glue_plan(26)
-    x = np.random.default_rng(1).integers(-128, 128, (3, 24))
+    x = with_edge_vectors(np.random.default_rng(1).integers(-128, 128, (3, 24)), I8)
     res = simulate(df, x, engine=engine, stall=0.3)
     np.testing.assert_array_equal(res.outputs, glue_model(engines, x))
 

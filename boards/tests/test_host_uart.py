@@ -14,15 +14,16 @@ from amaranth.sim import Simulator
 from intflow.boards.tests.standin import StandIn, model
 from intflow.compiler.errors import ModelError
 from intflow.host import Board, BoardError, Link, pack_elements, unpack_elements
-from intflow.hw.host_uart import HostUART, divisor
+from intflow.hw.host_uart import HostUART, UARTRx, divisor
 
 CLK_HZ, BAUD = 1_000_000, 250_000  # 4 cycles per bit keeps the simulation short
 
 
 def simulate(dut: HostUART, chunks: list[tuple[str, object]], n_out: int,
              max_cycles: int = 60_000) -> tuple[bytes, int]:
-    """Drive ``chunks`` (("bytes", b) or ("break", bits) or ("idle", bits)) into rx; collect
-    ``n_out`` bytes from tx. Returns (bytes, cycles)."""
+    """Drive ``chunks`` (("bytes", b), ("bad_stop", b): bytes with a low stop bit, ("break",
+    bits) or ("idle", bits)) into rx; collect ``n_out`` bytes from tx. Returns (bytes,
+    cycles)."""
     d = dut.divisor
     received = bytearray()
     state = {"cycles": 0}
@@ -30,9 +31,10 @@ def simulate(dut: HostUART, chunks: list[tuple[str, object]], n_out: int,
     async def host_tx(ctx):
         await ctx.tick().repeat(3 * d)
         for kind, arg in chunks:
-            if kind == "bytes":
+            if kind in ("bytes", "bad_stop"):  # bad_stop: each byte's stop bit is low
                 for byte in arg:
-                    for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
+                    stop = 0 if kind == "bad_stop" else 1
+                    for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [stop]:
                         ctx.set(dut.rx, bit)
                         await ctx.tick().repeat(d)
             else:
@@ -111,6 +113,65 @@ def test_without_break_the_stale_state_shows():
     got, _ = simulate(dut, [("bytes", pack_elements([11, 12], 8)), ("idle", 20),
                             ("bytes", pack_elements(xs, 8))], 3 * 2)
     assert list(unpack_elements(got, 24, True)) != model(xs, lanes=1, group=group)
+
+
+def test_receiver_drops_a_byte_with_a_low_stop_bit():
+    """A framing error (stop bit 0) drops that byte, pulses ``ferr`` once, and the receiver
+    takes the next byte normally once the line has been high (no hang)."""
+    d = 4
+    dut = UARTRx(d)
+    got, ferr = [], []
+    line = []  # (rx level, bit times)
+    for byte, stop in [(0xA5, 1), (0x3C, 0), (0x5A, 1), (0x00, 0), (0x81, 1)]:
+        line += [(0, 1)] + [((byte >> k) & 1, 1) for k in range(8)] + [(stop, 1), (1, 2)]
+
+    async def drive(ctx):
+        await ctx.tick().repeat(3 * d)
+        for level, bits in line:
+            ctx.set(dut.rx, level)
+            await ctx.tick().repeat(d * bits)
+        await ctx.tick().repeat(4 * d)
+
+    async def watch(ctx):
+        async for _, _, valid, payload, err in ctx.tick().sample(dut.o.valid, dut.o.payload,
+                                                                 dut.ferr):
+            if valid:
+                got.append(payload)
+            if err:
+                ferr.append(len(got))
+
+    sim = Simulator(dut)
+    sim.add_clock(1 / CLK_HZ)
+    sim.add_process(watch)
+    sim.add_testbench(drive)
+    sim.run()
+    assert got == [0xA5, 0x5A, 0x81]
+    assert ferr == [1, 2]  # one pulse per dropped byte, after the good byte before it
+
+
+def test_framing_error_in_a_frame_drops_that_byte():
+    """A stray byte with a low stop bit inside a frame is dropped: the frame around it is
+    computed exactly as if it had not been sent."""
+    group = 4
+    dut = HostUART(StandIn(lanes=1, group=group), clk_hz=CLK_HZ, baud=BAUD)
+    xs = [5, -7, 100, -128, 127, 3, 9, -1]
+    want = model(xs, lanes=1, group=group)
+    wire = pack_elements(xs, 8)
+    got, _ = simulate(dut, [("bytes", wire[:3]), ("bad_stop", b"\x42"), ("idle", 1),
+                            ("bytes", wire[3:])], 3 * len(want))
+    assert list(unpack_elements(got, 24, True)) == want
+
+
+def test_garbage_then_break_recovers():
+    """Back-to-back bytes with low stop bits (a wrong baud rate) garble the framing; the
+    wrapper does not hang, and the break before the next run makes it exact again."""
+    group = 4
+    dut = HostUART(StandIn(lanes=1, group=group), clk_hz=CLK_HZ, baud=BAUD)
+    xs = [5, -7, 100, -128, 127, 3, 9, -1]
+    want = model(xs, lanes=1, group=group)
+    got, _ = simulate(dut, [("bad_stop", b"\x00\xff\x13\x37\x00"), ("bytes", b"\x55\xaa"),
+                            ("break", 25), ("bytes", pack_elements(xs, 8))], 3 * len(want))
+    assert list(unpack_elements(got, 24, True)) == want
 
 
 def test_divisor_limits():
@@ -200,6 +261,77 @@ def test_driver_errors_are_clear_and_bounded(mode, match):
     assert time.monotonic() - t0 < 3
 
 
+def test_driver_no_reply_names_port_and_timeout():
+    """No answer at all: a BoardError naming the port, baud rate and timeout, within it."""
+    t0 = time.monotonic()
+    with pytest.raises(BoardError, match=r"got 0 of 6 bytes from /dev/ttyFAKE0 at 115200 baud "
+                                         r"within the 0\.30 s timeout"):
+        Board("/dev/ttyFAKE0", LINK, serial=FakeBoard(LINK, "silent"), timeout=0.3).run(
+            np.zeros((1, 8), int))
+    assert time.monotonic() - t0 < 0.3 + 0.25  # the timeout, one poll and the break
+
+
+def _loop(**kw):
+    import serial
+    return serial.serial_for_url("loop://", **kw)
+
+
+def test_driver_short_reply_on_a_real_pyserial_port():
+    """pyserial's loop:// echoes the 2 input bytes where the board would answer 6: a short
+    reply. Opened without a read timeout, which the driver replaces (no blocking read)."""
+    link = Link(in_bits=8, in_signed=True, in_length=2, out_bits=24, out_signed=True,
+                out_length=2, baud=115200)
+    port = _loop(timeout=None)
+    t0 = time.monotonic()
+    with pytest.raises(BoardError, match=r"got 2 of 6 bytes from loop:// .*within the 0\.20 s "
+                                         r"timeout.*partial answer"):
+        Board("loop://", link, serial=port, timeout=0.2).run(np.ones((1, 2), int))
+    assert time.monotonic() - t0 < 0.2 + 0.25
+    port.close()
+
+
+def test_driver_garbage_reply_on_a_real_pyserial_port():
+    """loop:// echoes 8 bytes where the board would answer 6: more bytes than the frame (a
+    board running another design) is an error, not a wrong answer taken as right."""
+    port = _loop(timeout=0.05)
+    with pytest.raises(BoardError, match=r"loop:// at 115200 baud sent more bytes than 6"):
+        Board("loop://", LINK, serial=port, timeout=0.2).run(np.ones((1, 8), int))
+    port.close()
+
+
+class DeadPort(FakeBoard):
+    """A port that fails as an unplugged USB-UART does (pyserial raises on read)."""
+
+    def read(self, n: int) -> bytes:
+        import serial
+        raise serial.SerialException("device reports readiness to read but returned no data")
+
+
+class TricklePort(FakeBoard):
+    """A line delivering a byte every 50 ms (noise, a far too slow baud rate)."""
+
+    def read(self, n: int) -> bytes:
+        time.sleep(0.05)
+        return b"\x00"
+
+
+def test_driver_deadline_holds_against_a_trickle():
+    t0 = time.monotonic()
+    with pytest.raises(BoardError, match=r"got [1-4] of 6 bytes .*within the 0\.10 s timeout"):
+        Board("/dev/ttyFAKE0", LINK, serial=TricklePort(LINK), timeout=0.1).infer(
+            np.zeros(8, int))
+    assert time.monotonic() - t0 < 0.1 + 0.15
+
+
+def test_driver_port_failure_is_a_board_error():
+    with pytest.raises(BoardError, match="cannot read from /dev/ttyFAKE0 .*returned no data"):
+        Board("/dev/ttyFAKE0", LINK, serial=DeadPort(LINK)).run(np.zeros((1, 8), int))
+    closed = _loop(timeout=0.05)
+    closed.close()
+    with pytest.raises(BoardError, match="cannot reset loop://"):
+        Board("loop://", LINK, serial=closed).run(np.zeros((1, 8), int))
+
+
 def test_driver_checks_inputs_and_ports():
     b = Board(None, LINK, serial=FakeBoard(LINK))
     with pytest.raises(ValueError, match="8 input elements"):
@@ -267,3 +399,23 @@ def test_run_design_equals_the_reference():
     assert set(got) == set(want)
     for k in want:
         assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k])
+
+
+def test_cli_run_on_a_port_that_answers_garbage(tmp_path, capsys):
+    """``intflow run --engine board`` on pyserial's loop:// (it echoes the input frame where
+    the board would answer): exit 1 with one clear line, within the timeout, no traceback."""
+    from pathlib import Path
+
+    from intflow.cli import main
+    root = Path(__file__).resolve().parents[2]
+    x = np.load(root / "examples" / "data" / "digits_mlp_qdq.npz")["pixels"][:2]
+    np.save(tmp_path / "x.npy", x)
+    t0 = time.monotonic()
+    rc = main(["run", str(root / "examples" / "models" / "digits_mlp_qdq.onnx"), "--inputs",
+               str(tmp_path / "x.npy"), "--outputs", str(tmp_path / "y.npz"), "--engine",
+               "board", "--port", "loop://", "--timeout", "0.2"])
+    err = capsys.readouterr().err
+    assert rc == 1 and time.monotonic() - t0 < 10
+    assert err.startswith("intflow: error: loop:// at 115200 baud sent more bytes than") and \
+        "Traceback" not in err, err
+    assert not (tmp_path / "y.npz").exists()

@@ -3,7 +3,10 @@
 Inputs are ``samples`` inferences back to back in one stream (the engine must carry its state
 over from one inference to the next with no reset), with random ``valid`` gaps on the input
 and random ``ready`` back-pressure on the output (``hw/testbench.py``'s pump, which also
-checks that a stalled output word does not change).
+checks that a stalled output word does not change). ``check`` then runs the edge vectors
+(``compiler/edge_vectors.py``: all-min, all-max, zero-point-only, alternating extremes) in a
+second run with the same stalls, so every engine test reaches the accumulator and saturation
+corners; the ``Result`` it returns is the first run's (its cycle counts are per ``x``).
 
 ``pump`` is a copy of ``hw/testbench.py``'s ``run_stream`` loop for components whose payload is
 a plain ``Signal`` (that one wants a ``data.View``): one critical simulator process drives
@@ -24,6 +27,7 @@ from intflow.compiler.dataflow.model import run_engine
 from intflow.compiler.dataflow.plan import plan
 from intflow.compiler.dataflow.spec import Dataflow, Engine, Stream
 from intflow.compiler.dtypes import IntType
+from intflow.compiler.edge_vectors import KINDS, edge_vectors
 from intflow.hw.engines import build
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "models"
@@ -140,12 +144,39 @@ def simulate(engine: Engine, streams: dict[str, Stream], x: np.ndarray, *,
     return Result(got.astype(np.int64).reshape(want.shape), want, cycles)
 
 
-def check(engine: Engine, streams: dict[str, Stream], x: np.ndarray, **kw) -> Result:
-    """``simulate`` and assert every output word equals ``run_engine``'s."""
-    r = simulate(engine, streams, x, **kw)
+def edge_zero_point(engine: Engine) -> int:
+    """The input code that stands for the real value 0 in ``engine``: its padding value
+    (SlidingWindow, AvgPool rows), its GlobalSum zero point, else 0 (zero points folded)."""
+    p = engine.params
+    if "pad_value" in p:
+        return int(p["pad_value"])
+    if engine.kind == "GlobalSum":  # elsewhere "zero_point" is the output's (Requant)
+        return int(p["zero_point"])
+    return 0
+
+
+def edge_inputs(engine: Engine, streams: dict[str, Stream]) -> np.ndarray:
+    """The edge vectors of ``engine``'s input stream: (len(KINDS), input length)."""
+    st = streams[engine.inputs[0]]
+    return edge_vectors(st.dtype, st.length, edge_zero_point(engine))
+
+
+def _assert_equal(engine: Engine, r: Result, labels: list[str]) -> None:
     bad = np.argwhere(r.got != r.want)
     if bad.size:
         s, i = bad[0]
         raise AssertionError(f"{engine.name}: {len(bad)} of {r.want.size} words differ; first "
-                             f"at sample {s} word {i}: got {r.got[s, i]}, want {r.want[s, i]}")
+                             f"at sample {s}{labels[s]} word {i}: got {r.got[s, i]}, want "
+                             f"{r.want[s, i]}")
+
+
+def check(engine: Engine, streams: dict[str, Stream], x: np.ndarray, *, edges: bool = True,
+          **kw) -> Result:
+    """``simulate`` and assert every output word equals ``run_engine``'s; then the same for
+    the edge vectors (``edges=False`` skips them, for tests that need exactly ``x``)."""
+    r = simulate(engine, streams, x, **kw)
+    _assert_equal(engine, r, [""] * len(x))
+    if edges:
+        e = simulate(engine, streams, edge_inputs(engine, streams), **kw)
+        _assert_equal(engine, e, [f" (edge vector {k})" for k in KINDS])
     return r
