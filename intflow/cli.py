@@ -403,7 +403,7 @@ def _sweep_parser(sub) -> None:
     s.add_argument("--requant", default="ort", metavar="ort,dyadic",
                    help="requantisation modes (default ort)")
     s.add_argument("-o", "--out", required=True, help="output directory (OUT/sweep.json, "
-                   "OUT/logs/, OUT/<design>/)")
+                   "OUT/points/: logs and results, OUT/<design>/)")
     s.add_argument("--stop-after", choices=STAGES, default="build",
                    help="last stage of each design (default build)")
     s.add_argument("--random", type=_positive, default=None, metavar="K",

@@ -89,3 +89,87 @@ def test_pll_build_on_the_upduino(tmp_path):
                 clock_mhz=24.0, **QUIET)
     assert res.pnr_utilization["ICESTORM_PLL"]["used"] == 1
     assert res.fmax_mhz["constraint"] == 24.0 and res.timing_met
+
+
+# ---- PLLs: ECP5 (ecppll's choice) and Gowin (Apycula's gowin_pll) ----------------------------
+
+# Project Trellis' own check of ecppll's calc_pll_params: (f_in, f_out) -> CLKI_DIV, CLKFB_DIV,
+# CLKOP_DIV, CLKOP_CPHASE (the float32 truncation shows in 48 -> 148.5: CPHASE 1, not 2)
+ECPPLL_GOLDEN = [((12, 48), (1, 4, 12, 5)), ((20, 30), (2, 3, 20, 9)), ((45, 30), (3, 2, 20, 9)),
+                 ((100, 400), (1, 4, 1, 0)), ((70, 40), (7, 4, 15, 7)), ((12, 96), (1, 8, 6, 2)),
+                 ((90, 50), (9, 5, 12, 5)), ((43, 86), (1, 2, 7, 3)),
+                 ((25, 74.25), (1, 3, 8, 4)), ((48, 148.5), (11, 34, 4, 1)),
+                 ((27, 65), (5, 12, 9, 4))]
+
+
+@pytest.mark.parametrize("freqs, want", ECPPLL_GOLDEN)
+def test_ecp5_pll_golden(freqs, want):
+    from intflow.boards.pll import ecp5_pll
+    p = ecp5_pll(*freqs)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div, p.clkop_cphase) == want
+    assert 400 <= p.f_vco <= 800
+    assert p.f_out == pytest.approx(freqs[0] / p.clki_div * p.clkfb_div)
+
+
+def _tool_output(args: list[str], cwd) -> str:
+    import subprocess
+    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("f_in, f_out", [(25, 60), (48, 75), (25, 37.5)])
+def test_ecp5_pll_equals_yowasp_ecppll(tmp_path, f_in, f_out):
+    """The ULX3S (25 MHz) and OrangeCrab (48 MHz) oscillators: the same dividers as the tool."""
+    import re
+    import sys
+    from pathlib import Path
+
+    from intflow.boards.pll import ecp5_pll
+    tool = str(Path(sys.executable).parent / "yowasp-ecppll")
+    text = _tool_output([tool, "-i", str(f_in), "-o", str(f_out), "-f", "pll.v"], tmp_path)
+    v = (tmp_path / "pll.v").read_text()
+    got = {k: int(re.search(rf"\.{k}\((\d+)\)", v).group(1))
+           for k in ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV", "CLKOP_CPHASE")}
+    p = ecp5_pll(f_in, f_out)
+    assert got == {"CLKI_DIV": p.clki_div, "CLKFB_DIV": p.clkfb_div, "CLKOP_DIV": p.clkop_div,
+                   "CLKOP_CPHASE": p.clkop_cphase}, text
+
+
+@pytest.mark.parametrize("f_out", [54, 81, 100, 13.5])
+def test_gowin_pll_equals_apycula(tmp_path, f_out):
+    """The Tang Nano 9K's 27 MHz: the same rPLL settings as Apycula's gowin_pll."""
+    import re
+    import sys
+
+    from intflow.boards.pll import gowin_pll
+    _tool_output([sys.executable, "-m", "apycula.gowin_pll", "-i", "27", "-o", str(f_out),
+                  "-d", "GW1NR-LV9QN88PC6/I5", "-f", "pll.v"], tmp_path)
+    v = (tmp_path / "pll.v").read_text()
+    got = {k: int(re.search(rf"\.{k}\((\d+)\)", v).group(1))
+           for k in ("IDIV_SEL", "FBDIV_SEL", "ODIV_SEL")}
+    p = gowin_pll(27, f_out)
+    assert got == {"IDIV_SEL": p.idiv_sel, "FBDIV_SEL": p.fbdiv_sel, "ODIV_SEL": p.odiv_sel}
+    assert abs(p.f_out - f_out) < 2
+
+
+def test_pll_limits():
+    from intflow.boards.pll import ecp5_pll, gowin_pll
+    with pytest.raises(ValueError, match="10-400 MHz"):
+        ecp5_pll(25, 5)
+    with pytest.raises(ValueError, match="no Gowin rPLL setting"):
+        gowin_pll(27, 900)
+
+
+@pytest.mark.parametrize("name, mhz, cell", [("ulx3s-25f", 50.0, "EHXPLLL"),
+                                             ("orangecrab-85f", 60.0, "EHXPLLL"),
+                                             ("tangnano9k", 54.0, "rPLL")])
+def test_board_clock_through_the_pll(name, mhz, cell):
+    """--clock on an ECP5/Gowin board puts its PLL on the oscillator pin; the wrapper's UART
+    divider follows the PLL's output."""
+    from intflow.boards.build import elaborate
+    files, wrapper = elaborate(StandIn(lanes=2), get_target(name), clock_mhz=mhz)
+    assert f"cell \\{cell} " in files["top.il"]
+    assert wrapper.clk_hz == pytest.approx(mhz * 1e6)
+    files, wrapper = elaborate(StandIn(lanes=2), get_target(name))  # the oscillator alone
+    assert cell not in files["top.il"]

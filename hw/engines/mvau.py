@@ -21,21 +21,85 @@ Datapath (``nf = n / pe`` neuron folds, ``sf = k / simd`` synapse folds):
 
 Cycles per row: ``max(k, nf * max(sf, pe))`` = ``max(k, nf * sf, n)`` (``pe`` divides ``n``);
 per inference ``rows`` times that, plus the pipeline's fill (about 3 + requant latency).
+
+ROM images (``MVAU.roms``): a ROM of at least ``BRAM_MIN_DEPTH`` words and more than
+``SMALL_MEMORY_BITS`` bits (the estimate's block-RAM rule) is *patchable*: it carries yosys'
+``ram_style = "block"`` so it always lands in block RAM, its depth is padded to a multiple of
+``BRAM_DEPTH_ALIGN`` words (free: every BRAM mode is 256-word aligned), and ``placeholder``
+may replace its contents (``boards/bram.py`` builds with unique random placeholders and then
+rewrites them in the bitstream with icebram/ecpbram). Smaller ROMs keep the real weights and
+are left to yosys (LUTs); changing them needs a new place and route.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from amaranth import Const, Module, Mux, Shape, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...compiler.dataflow.estimate import SMALL_MEMORY_BITS
 from ...compiler.dataflow.spec import Engine, Stream
 from .common import payload_shape
 from .elementwise import requant_unit
 from .window_max import nested_counters
 
-__all__ = ["build", "MVAU", "tree_sum"]
+__all__ = ["build", "MVAU", "tree_sum", "RomImage", "rom_in_bram", "rom_images",
+           "engine_roms", "BRAM_MIN_DEPTH", "BRAM_DEPTH_ALIGN"]
+
+# A patchable ROM's every 256-word (iCE40) / 512-word (ECP5) slice of one bit holds at least
+# 32 placeholder bits, enough to make each slice unique (icebram/ecpbram find them by content)
+# and unlike any other memory's slice (2^-32 per pair).
+BRAM_MIN_DEPTH = 16
+BRAM_DEPTH_ALIGN = 32
+
+
+def rom_in_bram(depth: int, width: int) -> bool:
+    """Whether a ROM of ``depth`` words of ``width`` bits is forced into (patchable) BRAM."""
+    return depth >= BRAM_MIN_DEPTH and depth * width > SMALL_MEMORY_BITS
+
+
+@dataclass(frozen=True)
+class RomImage:
+    """One ROM's contents as raw words (element ``e`` of a word at bits ``e*bits``, two's
+    complement), ``depth`` words (padded when in BRAM, the padding zero)."""
+    name: str  # "weights" | "bias"
+    width: int  # bits per word
+    elem_bits: int
+    signed: bool
+    words: tuple[int, ...]
+    bram: bool
+
+    @property
+    def depth(self) -> int:
+        return len(self.words)
+
+    def elements(self, words: Sequence[int] | None = None) -> list[list[int]]:
+        """``words`` (default: this image's) unpacked into per-element integers."""
+        b = self.elem_bits
+        mask, n = (1 << b) - 1, self.width // b
+        out = []
+        for w in self.words if words is None else words:
+            row = [(int(w) >> (e * b)) & mask for e in range(n)]
+            if self.signed:
+                row = [v - (1 << b) if v >> (b - 1) else v for v in row]
+            out.append(row)
+        return out
+
+
+def _image(name: str, values: np.ndarray, shape: Shape) -> RomImage:
+    """``values`` [depth, elements] -> raw words; padded to BRAM_DEPTH_ALIGN if in BRAM."""
+    depth, n = values.shape
+    b = shape.width
+    mask = (1 << b) - 1
+    words = [sum((int(v) & mask) << (e * b) for e, v in enumerate(row)) for row in values]
+    bram = rom_in_bram(depth, n * b)
+    if bram:
+        words += [0] * (-depth % BRAM_DEPTH_ALIGN)
+    return RomImage(name, n * b, b, shape.signed, tuple(words), bram)
 
 
 def tree_sum(values: list[Value]) -> Value:
@@ -52,7 +116,8 @@ class MVAU(wiring.Component):
     a params dict (``compiler.dataflow.plan``'s) or ``None``."""
 
     def __init__(self, *, x_shape, w_shape, acc_shape, out_shape, rows: int, weights, bias,
-                 pe: int, simd: int, requant: dict | None):
+                 pe: int, simd: int, requant: dict | None,
+                 placeholder: dict[str, Sequence[int]] | None = None):
         self.weights = np.asarray(weights, np.int64)
         self.n, self.k = self.weights.shape
         self.bias = np.broadcast_to(np.asarray(bias, np.int64), (self.n,))
@@ -65,6 +130,13 @@ class MVAU(wiring.Component):
         self.x_shape, self.w_shape = Shape.cast(x_shape), Shape.cast(w_shape)
         self.acc_shape = Shape.cast(acc_shape)
         self.requant = requant_unit(requant, self.acc_shape) if requant is not None else None
+        self.roms = rom_images(self.weights, self.bias, pe, simd, self.w_shape, self.acc_shape)
+        self.placeholder = dict(placeholder or {})
+        for name, words in self.placeholder.items():
+            rom = self.roms[name]
+            if not rom.bram or len(words) != rom.depth:
+                raise ValueError(f"placeholder for the {name} ROM: it must be a BRAM ROM of "
+                                 f"{rom.depth} words (bram={rom.bram}, got {len(words)})")
         super().__init__({"i0": In(stream.Signature(x_shape)),
                           "o0": Out(stream.Signature(out_shape))})
 
@@ -94,15 +166,12 @@ class MVAU(wiring.Component):
         filled = wstep & lane_last & word_last
 
         # ---- weight and bias ROMs --------------------------------------------------------
-        w = self.weights.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3)  # [fold, s, p, lane]
-        m.submodules.wrom = wrom = memory.Memory(
-            shape=data.ArrayLayout(data.ArrayLayout(self.w_shape, simd), pe), depth=nf * sf,
-            init=[[[int(v) for v in lanes] for lanes in word] for word in w.reshape(-1, pe,
-                                                                                    simd)])
+        m.submodules.wrom = wrom = self._rom(
+            "weights", data.ArrayLayout(data.ArrayLayout(self.w_shape, simd), pe),
+            lambda row: [row[p * simd:(p + 1) * simd] for p in range(pe)])
         rp_w = wrom.read_port()
-        m.submodules.brom = brom = memory.Memory(
-            shape=data.ArrayLayout(self.acc_shape, pe), depth=nf,
-            init=[[int(v) for v in b] for b in self.bias.reshape(nf, pe)])
+        m.submodules.brom = brom = self._rom("bias", data.ArrayLayout(self.acc_shape, pe),
+                                             lambda row: row)
         rp_b = brom.read_port()
 
         # ---- compute pipeline: stage 0 issues addresses, 1 has the words, 2 the products ----
@@ -176,6 +245,36 @@ class MVAU(wiring.Component):
         return m
 
 
+    def _rom(self, name: str, layout, nest) -> memory.Memory:
+        """The ``name`` ROM: its image (or placeholder) words unpacked into ``layout``;
+        a BRAM one with yosys' ``ram_style = "block"`` so it never becomes logic."""
+        rom = self.roms[name]
+        rows = rom.elements(self.placeholder.get(name))
+        attrs = {"ram_style": "block"} if rom.bram else None
+        return memory.Memory(shape=layout, depth=rom.depth, init=[nest(r) for r in rows],
+                             attrs=attrs)
+
+
+def rom_images(weights: np.ndarray, bias: np.ndarray, pe: int, simd: int, w_shape: Shape,
+               acc_shape: Shape) -> dict[str, RomImage]:
+    """The weight ROM (word ``fold * sf + s`` holds weights [p][lane] of neurons
+    ``fold * pe + p``, inputs ``s * simd + lane``) and the bias ROM (word ``fold``: [p])."""
+    n, k = weights.shape
+    nf, sf = n // pe, k // simd
+    w = weights.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3)  # [fold, s, p, lane]
+    b = np.broadcast_to(np.asarray(bias, np.int64), (n,))
+    return {"weights": _image("weights", w.reshape(nf * sf, pe * simd), w_shape),
+            "bias": _image("bias", b.reshape(nf, pe), acc_shape)}
+
+
+def engine_roms(engine: Engine) -> dict[str, RomImage]:
+    """An MVAU engine's ROM images with its real contents (without building the unit)."""
+    p = engine.params
+    return rom_images(np.asarray(p["weights"], np.int64), p["bias"], p.get("pe", 1),
+                      p.get("simd", 1), payload_shape(p["weight_dtype"]),
+                      payload_shape(p["acc_dtype"]))
+
+
 def build(engine: Engine, streams: dict[str, Stream]) -> wiring.Component:
     p = engine.params
     pe, simd = p.get("pe", 1), p.get("simd", 1)
@@ -187,4 +286,4 @@ def build(engine: Engine, streams: dict[str, Stream]) -> wiring.Component:
                 acc_shape=payload_shape(p["acc_dtype"]),
                 out_shape=payload_shape(streams[engine.outputs[0]].dtype),
                 rows=p["rows"], weights=p["weights"], bias=p["bias"], pe=pe, simd=simd,
-                requant=p["requant"])
+                requant=p["requant"], placeholder=p.get("rom_placeholder"))

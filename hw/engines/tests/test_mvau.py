@@ -122,3 +122,37 @@ def test_mvau_random_folds(seed):
     x = random_codes(rng, x_dtype, (3, s["x"].length))
     check(e, s, x, valid_rate=float(rng.uniform(0.3, 1)), ready_rate=float(rng.uniform(0.3, 1)),
           seed=seed)
+
+
+def test_rom_images_round_trip_and_bram_rule():
+    """The raw ROM words unpack to the weights in read order; big ROMs are padded BRAM ones."""
+    from intflow.hw.engines.mvau import BRAM_DEPTH_ALIGN, build, rom_in_bram
+    rng = np.random.default_rng(5)
+    e, s = mvau_engine(rng, rows=1, k=24, n=6, pe=2, simd=2)  # 36 words of 2x2 int8
+    m = build(e, s)
+    w, b = m.roms["weights"], m.roms["bias"]
+    assert w.bram and w.width == 32 and w.depth == 64 and w.depth % BRAM_DEPTH_ALIGN == 0
+    rows = np.array(w.elements()[:36])  # word fold * sf + s holds [p][lane]
+    want = e.params["weights"].reshape(3, 2, 12, 2).transpose(0, 2, 1, 3).reshape(36, 4)
+    assert np.array_equal(rows, want) and not any(w.words[36:])
+    assert not b.bram and b.depth == 3  # 3 words: logic, the real biases
+    assert np.array_equal(np.array(b.elements()).ravel(), e.params["bias"])
+    assert not rom_in_bram(15, 1024) and not rom_in_bram(64, 8) and rom_in_bram(65, 8)
+
+
+def test_mvau_bram_rom_padded_and_placeholder():
+    """A padded BRAM weight ROM computes the reference; a placeholder replaces its contents
+    (and only a BRAM ROM of the right depth takes one)."""
+    from intflow.hw.engines.mvau import build
+    rng = np.random.default_rng(7)
+    e, s = mvau_engine(rng, rows=2, k=24, n=3, pe=1, simd=1, requant=None)  # 72 words: BRAM
+    x = random_codes(rng, I8, (2, s["x"].length))
+    check(e, s, x, valid_rate=0.8, ready_rate=0.7)
+    m = build(e, s)
+    assert m.roms["weights"].bram and m.roms["weights"].depth == 96
+    zeros = [0] * 96
+    e.params = dict(e.params, rom_placeholder={"weights": zeros})
+    assert build(e, s).placeholder == {"weights": zeros}
+    with pytest.raises(ValueError, match="placeholder for the bias ROM"):
+        build(e.__class__(e.kind, e.name, e.inputs, e.outputs,
+                          dict(e.params, rom_placeholder={"bias": [0]})), s)
