@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV) || { \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,qonnx]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 system-deps:
@@ -47,6 +47,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -n 2 -q
 
 test-slow: $(STAMP) system-deps
+	$(PY) -m pip install -q -e '.[dev,qonnx,examples]'  # torch + brevitas for live exports
 	$(PY) -m pytest -n 2 -q -m slow
 
 lint: $(STAMP)
@@ -56,6 +57,7 @@ lint: $(STAMP)
 examples: $(STAMP)
 	$(PY) -m pip install -q -e '.[examples]'
 	$(PY) examples/make_examples.py
+	$(PY) examples/make_qonnx_example.py
 
 # the benchmark suite (issue 7): every example model x fold x device, built one at a time
 # (hours; resumable), then benchmarks/results.json and benchmarks/RESULTS.md. Narrow it with

@@ -40,7 +40,8 @@ ELEMENTWISE_OR_LAYOUT = {"QuantizeLinear", "Relu", "Clip", "Sigmoid", "LeakyRelu
 # layout), so the host quantises first and the accelerator runs them on codes
 COMMUTES_WITH_Q = {"QuantizeLinear", "MaxPool", "Relu", "Clip", "Reshape", "Flatten",
                    "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Shape",
-                   "DynamicQuantizeLinear"}  # (rejected by its own lowering, clearly)
+                   "DynamicQuantizeLinear",  # (rejected by its own lowering, clearly)
+                   "Quant", "IntQuant"}  # QONNX quantisers (qonnx_quant.py)
 
 
 class Importer:

@@ -8,7 +8,7 @@ import numpy as np
 from .lowering import per_tensor
 from .qlinearadd import _operand, _pair, operand_name
 from .registry import fuses, lowers
-from .values import Codes, Const, Dequant, QConst
+from .values import Codes, Const, Dequant, FloatOp, QConst
 
 
 def emit_mul(imp, a, b, qc, base) -> Codes:
@@ -39,6 +39,11 @@ def lower(imp, node, ins):
             raise imp.error(f"Mul shapes {list(a.shape)} and {list(b.shape)} do not "
                             "broadcast") from None
         return [imp.pending_float(node, ins, shape)]
+    pool = next((v for v in ins if isinstance(v, FloatOp) and v.node.op_type in (
+        "AveragePool", "GlobalAveragePool")), None)
+    if pool is not None and any(isinstance(v, Const) for v in ins):
+        # FINN's average pool AveragePool -> Mul(k^2) -> QONNX Trunc (qonnx_trunc.py)
+        return [imp.pending_float(node, ins, pool.shape)]
     raise imp.error("Mul inputs must both be DequantizeLinear outputs")
 
 
