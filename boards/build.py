@@ -304,12 +304,14 @@ _CELL_RESOURCE = {"ICESTORM_LC": "LUT", "TRELLIS_COMB": "LUT", "TRELLIS_SLICE": 
                   "MULT18X18": "DSP", "ICESTORM_RAM": "BRAM", "DP16KD": "BRAM",
                   "BSRAM": "BRAM"}
 _NO_BELS = re.compile(r"no BELs remaining to implement cell type '([\w$]+)'")
+# nextpnr-ice40's placer when the logic cells exceed the device ("... of 6005 ICESTORM_LCs")
+_NO_REGION = re.compile(r"Failed to expand region .* of \d+ (ICESTORM_LC)s")
 
 
 def placement_overflow(text: str, target: Target, used: dict[str, int]) -> FitError | None:
     """A FitError for a place-and-route log that ran out of some primitive the netlist count
     did not show as full (iCE40 logic cells pairing LUTs and flip-flops, carry chains)."""
-    m = _NO_BELS.search(text)
+    m = _NO_BELS.search(text) or _NO_REGION.search(text)
     if m is None:
         return None
     cell = m.group(1)
@@ -423,6 +425,7 @@ def build(accelerator: wiring.Component, target: Target, workdir: str | os.PathL
         if fam in bram.PATCH_FAMILIES:
             ph = bram.placeholders(slots)
         if ph:
+            accelerator._MustUse__silence = True  # replaced on purpose: no "never used" warning
             accelerator = Network(bram.with_placeholders(df, ph), probes=accelerator.probes,
                                   taps=accelerator.taps)
     files, wrapper = elaborate(accelerator, target, baud=baud, in_depth=in_depth,

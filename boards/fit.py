@@ -11,15 +11,16 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from ..compiler.dataflow.estimate import estimate
+from ..compiler.dataflow.estimate import estimate, logic_cells
 from ..compiler.dataflow.fold import apply_fold
 from ..compiler.dataflow.plan import plan
 from ..compiler.dataflow.spec import Dataflow
 from .target import Target
 
 RESOURCES = ("LUT", "FF", "DSP", "BRAM")
-# the UART host wrapper around the accelerator (measured on iCE40/ECP5 with two FIFOs)
-WRAPPER = {"LUT": 250, "FF": 250, "DSP": 0, "BRAM": 2}
+# the UART host wrapper around the accelerator (measured on iCE40: the digits CNN's flat
+# synthesis less the sum of its engines, 311 LUT / 213 FF / 1 block)
+WRAPPER = {"LUT": 310, "FF": 215, "DSP": 0, "BRAM": 1}
 
 
 @dataclass
@@ -28,12 +29,16 @@ class Fold:
     multipliers: int
     initiation_interval: int
     predicted: dict[str, int]  # estimate + correction, per resource
+    cells: int = 0  # iCE40: logic cells (LUT + the flip-flops that need a cell of their own)
 
     def fits(self, available: dict[str, int]) -> bool:
-        return all(self.predicted[r] <= available[r] for r in RESOURCES)
+        return (all(self.predicted[r] <= available[r] for r in RESOURCES)
+                and self.cells <= available["LUT"])
 
     def describe(self, available: dict[str, int]) -> str:
         use = ", ".join(f"{r} {self.predicted[r]:,}/{available[r]:,}" for r in RESOURCES)
+        if self.cells > self.predicted["LUT"]:
+            use += f", logic cells {self.cells:,}/{available['LUT']:,}"
         return (f"--fold auto --max-multipliers {self.max_multipliers} (estimated {use}; "
                 f"II {self.initiation_interval:,} cycles)")
 
@@ -48,8 +53,8 @@ def _foldings(df: Dataflow, family: str, offset: dict[str, int]):
         t = est["total"]
         n = t["multipliers"]
         # a budget of n gives this same folding (every faster one needs more than n)
-        yield Fold(n, n, est["initiation_interval"],
-                   {r: max(0, int(t[r] + offset.get(r, 0))) for r in RESOURCES})
+        pred = {r: max(0, int(t[r] + offset.get(r, 0))) for r in RESOURCES}
+        yield Fold(n, n, est["initiation_interval"], pred, logic_cells(pred, family))
         if budget is not None and n > budget:
             return  # auto_fold fell back to the smallest folding: nothing smaller exists
         if n <= 1:

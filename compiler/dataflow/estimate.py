@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .fold import engine_cycles, initiation_interval
 from .spec import Dataflow, Engine
 
@@ -22,25 +24,90 @@ FAMILIES = {
 SMALL_MEMORY_BITS = 512  # below this yosys keeps a memory in LUTs/flip-flops
 
 
-def memory_blocks(depth: int, width: int, family: str) -> int:
+def memory_blocks(depth: int, width: int, family: str, *, ram: bool = False) -> int:
+    """Block RAMs for a memory of ``depth`` words of ``width`` bits. ROMs under
+    ``SMALL_MEMORY_BITS`` stay in logic; on iCE40 (no LUT RAM) yosys puts every written
+    memory of 8 words or more into block RAM, however small (measured: a 3 x 8 x 8-bit line
+    buffer and an 18 x 8-bit input buffer each take one SB_RAM40_4K)."""
     f = FAMILIES[family]
-    if depth * width <= SMALL_MEMORY_BITS or depth <= 1:
+    if depth <= 1 or (ram and lut_ram(depth, width, family)):
+        return 0
+    small = depth * width <= SMALL_MEMORY_BITS
+    if small and not (ram and not f["lut_ram"] and depth >= 8):
         return 0
     per_block_depth = f["bram_bits"] // min(width, f["bram_width"])
     return math.ceil(width / f["bram_width"]) * math.ceil(depth / per_block_depth)
 
 
-def requant_cost(p: dict | None, family: str) -> dict:
+def lut_ram(depth: int, width: int, family: str) -> int:
+    """LUTs of a written memory kept in distributed RAM (ECP5: 16 x 4-bit cells of 4 LUTs,
+    which yosys uses up to 64 words, e.g. the MVAU input buffers); 0 where it is not."""
+    if not FAMILIES[family]["lut_ram"] or depth > 64 or depth <= 1:
+        return 0
+    return 4 * math.ceil(depth / 16) * math.ceil(width / 4)
+
+
+def rom_blocks(depth: int, width: int, family: str) -> int:
+    """Block RAMs of a ROM that ``hw/engines/mvau.py`` forces into block RAM (at least 16
+    words and more than ``SMALL_MEMORY_BITS``, depth padded to 32 words); 0 otherwise."""
+    if depth < 16 or depth * width <= SMALL_MEMORY_BITS:
+        return 0
+    return memory_blocks(-(-depth // 32) * 32, width, family)
+
+
+def _channels(p: dict) -> int:
+    """Distinct (multiplier, exponent) pairs: 1 means a per-tensor constant (no ROM)."""
+    return len(set(zip(np.ravel(p["mult"]).tolist(), np.ravel(p["exp"]).tolist(),
+                       strict=True)))
+
+
+def requant_cost(p: dict | None, family: str, acc_bits: int = 24) -> dict:
+    """One requant unit. Pipelined (``hw/requant.py``), measured with yosys on the bare unit
+    (benchmarks/UNITS.md, 24/32-bit accumulators, 16 channels): ort iCE40 626/737 LUT,
+    668/696 FF, ECP5 655/758 LUT; dyadic iCE40 367 LUT, ~485 FF, ECP5 ~530 LUT; linear in the
+    width between. Serial (``hw/requant_serial.py``, no DSP), measured inside the example CNNs
+    (iCE40, fold min): 285 LUT (18-bit acc, 8 channels), 321 (20 bits, 16), 318 (21, 16),
+    314 (19, 10), 206 (12 bits, per tensor); about 80 FF; radix 4 (bare unit: 452 LUT where
+    radix 2 took 344, 21 bits, 16 channels) adds the 3*mant ROM column
+    and the addend multiplexer."""
     if p is None:
         return {"LUT": 0, "FF": 0, "DSP": 0}
-    # ort: LZC + normalise + 24x24 multiply + two roundings; dyadic: 32x32 high multiply
+    w = acc_bits
+    if p.get("style", "pipelined") == "serial":
+        ch = _channels(p)
+        rom = 0 if ch <= 1 else 40 + 5 * ch // 2
+        lut = 150 + 4 * w + rom
+        if p.get("radix", 2) == 4:
+            lut += 80 + (0 if ch <= 1 else 3 * ch // 2)
+        if family != "ice40":  # ECP5: 381 LUT (19 bits, 10 channels) where iCE40 took 314
+            lut = lut * 6 // 5
+        return {"LUT": lut, "FF": 66 + max(1, (ch - 1).bit_length()) + 10, "DSP": 0}
     wide = 24 if p["mode"] == "ort" else 32
     dsp = math.ceil(wide / FAMILIES[family]["dsp_width"]) ** 2
-    return {"LUT": 260 if p["mode"] == "ort" else 180, "FF": 220 if p["mode"] == "ort" else 160,
-            "DSP": dsp}
+    if p["mode"] == "ort":
+        lut = 290 + 14 * w if family == "ice40" else 346 + 13 * w
+        ff = 584 + 7 * w // 2 if family == "ice40" else 550 + 4 * w  # ECP5: 609-630 FF
+    else:
+        lut = 367 if family == "ice40" else 530
+        ff = 440 + 3 * w // 2
+    return {"LUT": lut, "FF": ff, "DSP": dsp}
+
+
+def fifo_cost(depth: int, bits: int, family: str) -> dict:
+    """``SyncFIFOBuffered`` on an edge (at least ``MIN_FIFO_DEPTH`` = 3 deep). Measured on
+    iCE40: 3 x 8 bits 20 LUT / 29 FF; 258 x 8 bits 78 LUT / 55 FF / 1 block."""
+    depth = max(depth, 3)
+    if depth <= 4:
+        return {"LUT": 2 * bits + 4, "FF": depth * bits + 5, "BRAM": 0, "memory_bits": 0}
+    lb = max(1, (depth - 1).bit_length())
+    return {"LUT": 50 + 3 * lb, "FF": 15 + 3 * lb + 2 * bits,
+            "BRAM": memory_blocks(depth, bits, family, ram=True), "memory_bits": depth * bits}
 
 
 def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
+    """LUT/FF/DSP/BRAM of one engine and the FIFOs on its outgoing edges. The constants are
+    fitted to hierarchical yosys runs (``synth_ice40 -dsp -noflatten``) of the example CNNs at
+    fold min, per engine (LUT = SB_LUT4 on iCE40, LUT4 + 2 per CCU2C on ECP5)."""
     p = e.params
     cost = {"LUT": 0, "FF": 0, "DSP": 0, "BRAM": 0, "multipliers": 0, "memory_bits": 0}
     if e.kind == "MVAU":
@@ -50,51 +117,90 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
         depth, width = (p["n"] // pe) * (p["k"] // simd), mults * wb
         dsp_w = FAMILIES[family]["dsp_width"]
         dsp_mult = max(ib, wb) + 1 <= dsp_w + 1
-        rq = requant_cost(p["requant"], family)
-        cost.update(
-            multipliers=mults,
-            DSP=(mults if dsp_mult else 0) + rq["DSP"],
-            LUT=(0 if dsp_mult else mults * ib * wb) + pe * simd * ab // 2 + pe * ab + 40
-            + rq["LUT"] + 2 * p["k"] * ib // max(simd, 1) // 8,
-            FF=pe * ab + 2 * p["k"] * ib + 3 * simd * ib + 60 + rq["FF"],
-            BRAM=memory_blocks(depth, width, family)
-            + memory_blocks(2 * p["k"] // simd, simd * ib, family),
-            memory_bits=depth * width + 2 * p["k"] * ib)
+        rq = requant_cost(p["requant"], family, ab)
+        addr = max(1, (depth - 1).bit_length())
+        # control and address counters, then per extra SIMD lane (the input buffer's byte
+        # writes and read, an adder of the tree) and per extra multiplier (products, tree,
+        # accumulator and output registers); LUT multipliers where no DSP fits. Measured
+        # ECP5 (pipelined requant aside, LUT RAM aside): 141 (1 x 1), 730 (1 x 8), 938 (2 x 8)
+        lut = (20 + 2 * ab + 10 * addr + (simd - 1) * 27 * ab // 10
+               + (mults - 1) * 14 * ab // 10 + (0 if dsp_mult else mults * ib * wb)
+               + lut_ram(2 * p["k"] // simd, simd * ib, family))
+        ff = 60 + 3 * ab + 2 * addr + pe * (2 * ab + simd * (ib + wb)) - (ab + ib + wb)
+        # weights and bias ROMs (block RAM from 16 words and 512 bits, the rule of
+        # hw/engines/mvau.py's rom_in_bram; padded to 32 words), the ping-pong input buffer
+        w_blocks = rom_blocks(depth, width, family)
+        bram = (w_blocks + rom_blocks(p["n"] // pe, pe * ab, family)
+                + memory_blocks(2 * p["k"] // simd, simd * ib, family, ram=True))
+        rom_lut = 0 if w_blocks else depth * width // 16
+        cost.update(multipliers=mults, DSP=(mults if dsp_mult else 0) + rq["DSP"],
+                    LUT=lut + rom_lut + rq["LUT"], FF=ff + rq["FF"], BRAM=bram,
+                    memory_bits=depth * width + 2 * p["k"] * ib)
     elif e.kind == "SlidingWindow":
-        rows = (p["kernel"][0] - 1) * p["dilation"][0] + 1
-        bits = rows * p["width"] * p["channels"] * p["dtype"].bits
-        cost.update(BRAM=memory_blocks(rows * p["width"] * p["channels"], p["dtype"].bits,
-                                       family),
-                    LUT=120, FF=90, memory_bits=bits)
+        # the buffer holds the pixels from a window's first to its last (kh - 1 rows and
+        # kw pixels); measured iCE40 LUT: 174-212 for 3x3 and 2x2 kernels, 125-141 for 1D
+        (kh, kw), (dh, dw) = p["kernel"], p["dilation"]
+        words = ((kh - 1) * dh * p["width"] + (kw - 1) * dw + 1) * p["channels"]
+        cost.update(BRAM=memory_blocks(words, p["dtype"].bits, family, ram=True),
+                    LUT=(110 + 25 * min(kh, 3)) * (13 if family == "ecp5" else 10) // 10,
+                    FF=80, memory_bits=words * p["dtype"].bits)
     elif e.kind in ("Reorder",):
         n = df.streams[e.inputs[0]].length
         bits = 2 * n * p["dtype"].bits
-        cost.update(BRAM=2 * memory_blocks(n, p["dtype"].bits, family), LUT=60, FF=40,
-                    memory_bits=bits)
-    elif e.kind in ("GlobalSum", "WindowMax", "WindowAvg"):
+        cost.update(BRAM=2 * memory_blocks(n, p["dtype"].bits, family, ram=True), LUT=60,
+                    FF=40, memory_bits=bits)
+    elif e.kind in ("GlobalSum", "WindowMax"):
+        # per-channel state in a memory (a block RAM on iCE40): measured 34 LUT / 39 FF
+        # (WindowMax, 8 bits) and 46 / 49 (GlobalSum, 12 bits), 16 channels
         c = p["channels"]
-        w = p.get("out_dtype", p.get("dtype")).bits if e.kind != "WindowAvg" else p["sum_bits"]
-        cost.update(LUT=c * w // 2 + 60 + (300 if e.kind == "WindowAvg" else 0),
-                    FF=min(c, 16) * w + 40, memory_bits=c * w)
+        w = p.get("out_dtype", p.get("dtype")).bits
+        cost.update(LUT=20 + 2 * w, FF=15 + 3 * w, memory_bits=c * w,
+                    BRAM=memory_blocks(c, w, family, ram=True))
+    elif e.kind == "WindowAvg":
+        # a (sum_bits + 1)-bit comparison per threshold bit (a binary search over the
+        # levels), the fixed-point table and the threshold ROMs; measured iCE40 (pulse CNN,
+        # 33-bit sums, 255 levels, 16 channels): 1,430 LUT, 504 FF, 8 blocks
+        c, w = p["channels"], p["sum_bits"] + 1
+        counts, levels = np.atleast_2d(p["thresholds"]).shape
+        bits = max(1, levels.bit_length())
+        table = np.size(p["fixed_table"])
+        bram = (memory_blocks(table, w, family) + memory_blocks(counts << (bits - 1), w + 1,
+                                                                 family)
+                + memory_blocks(c, w, family, ram=True))
+        cost.update(LUT=300 + 4 * bits * w, FF=230 + bits * w, BRAM=bram,
+                    memory_bits=c * w + table * w + counts * levels * w)
     elif e.kind in ("Requant",):
-        rq = requant_cost(p, family)
+        rq = requant_cost(p, family, p["in_dtype"].bits)
         cost.update(LUT=rq["LUT"], FF=rq["FF"], DSP=rq["DSP"])
     elif e.kind == "Lut":
         t = p["table"]
         cost.update(LUT=t.size * p["out_dtype"].bits // 4, memory_bits=t.size * 8)
     elif e.kind == "Add":
-        cost.update(LUT=200, FF=150, DSP=2 if p["attrs"]["mode"] == "ort" else 4)
+        # measured (int8, ort): iCE40 753 LUT / 339 FF / 2 DSP / 2 blocks (the inner table)
+        ort = p["attrs"]["mode"] == "ort"
+        cost.update(LUT=(750 if family == "ice40" else 900) if ort else 340,
+                    FF=340 if ort else 800,
+                    DSP=2 if ort else (4 if family == "ice40" else 8),
+                    BRAM=(2 if family == "ice40" else 1) if ort else 0)
+    elif e.kind == "Fork":
+        cost.update(LUT=5, FF=10)
     else:
         cost.update(LUT=30, FF=20)
     for s in e.outputs:  # the FIFO on each outgoing edge
         st = df.streams[s]
-        if st.depth > 4:
-            cost["BRAM"] += memory_blocks(st.depth, st.dtype.bits, family)
-            cost["memory_bits"] += st.depth * st.dtype.bits
-        else:
-            cost["FF"] += st.depth * (st.dtype.bits + 1)
-            cost["LUT"] += 8
+        f = fifo_cost(st.depth, st.dtype.bits, family)
+        for k in f:
+            cost[k] += f[k]
     return cost
+
+
+def logic_cells(total: dict, family: str) -> int:
+    """iCE40 logic cells (a LUT4, a carry and a flip-flop each): what place and route must
+    fit into the device's 5,280, more than the LUTs because many flip-flops cannot share a
+    cell with their LUT (measured: 4,340 LUT + 2,492 FF packed into 6,005 cells)."""
+    if family != "ice40":
+        return total["LUT"]
+    return total["LUT"] + 2 * total["FF"] // 3
 
 
 def estimate(df: Dataflow, family: str = "ice40") -> dict:
@@ -110,6 +216,11 @@ def estimate(df: Dataflow, family: str = "ice40") -> dict:
         if e.kind == "MVAU":
             row.update(pe=e.params["pe"], simd=e.params["simd"],
                        macs=e.params["rows"] * e.params["k"] * e.params["n"])
+        rp = e.params.get("requant") if e.kind == "MVAU" else (
+            e.params if e.kind == "Requant" else None)
+        if rp is not None:  # "serial/2": the sequential unit, radix 2
+            style = rp.get("style", "pipelined")
+            row["requant"] = f"serial/{rp['radix']}" if style == "serial" else style
         layers.append(row)
     ii = initiation_interval(df)
     macs = sum(r.get("macs", 0) for r in layers)
@@ -123,7 +234,8 @@ def format_estimate(est: dict) -> str:
     head = ("layer", "engine", "PE", "SIMD", "cycles", "mults", "LUT", "FF", "DSP", "BRAM")
     rows = [head]
     for r in est["layers"]:
-        rows.append((r["layer"] or "-", r["kind"], str(r.get("pe", "-")),
+        kind = r["kind"] + (" (serial rq)" if r.get("requant", "").startswith("serial") else "")
+        rows.append((r["layer"] or "-", kind, str(r.get("pe", "-")),
                      str(r.get("simd", "-")), f"{r['cycles']:,}", str(r["multipliers"] or "-"),
                      str(r["LUT"]), str(r["FF"]), str(r["DSP"]), str(r["BRAM"])))
     t = est["total"]

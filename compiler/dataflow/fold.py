@@ -5,6 +5,12 @@ Streams carry one element per beat, so an MVAU reading a row of ``k`` elements s
 ``rows · max(k, n·k/(pe·simd), n)``. Every other engine moves one element per cycle. The
 initiation interval of the pipeline is its slowest engine; ``auto_fold`` gives each MVAU the
 fewest multipliers that keep it within the smallest II the budget allows (FINN's balancing).
+
+After folding, ``choose_requant_styles`` makes each requant (an MVAU's ``params["requant"]``
+or a Requant engine) sequential — ``hw/requant_serial.py``, no DSP block, ``T`` cycles per
+word — wherever ``words per inference * T <= II``, so the II does not change; the choice is
+recorded as ``style`` ("serial" or "pipelined") and ``radix`` in the params, which the cycle
+model here, the estimate and ``hw/engines/elementwise.py``'s ``requant_unit`` read.
 """
 
 from __future__ import annotations
@@ -19,11 +25,36 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+# ---- serial requantisation (hw/requant_serial.py) -----------------------------------------
+SERIAL_MANT = 24  # float32 significand bits
+SERIAL_MAX_SHIFT = SERIAL_MANT + 2  # the right shift to the binary point, clamped (even)
+SERIAL_MAX_CAP_BITS = SERIAL_MANT - 3  # outputs up to 21-bit magnitudes
+
+
+def serial_requant_cycles(acc_bits: int, radix: int = 2) -> int:
+    """Worst-case cycles from one accepted beat to the next of ``RequantOrtSerial`` (output
+    taken at once): IDLE, NORM (shifts by 4 then 1, and the cycle that ends it), MUL
+    (24 / log2 radix), PNORM, ROUND, SHR (26 / log2 radix), ROUND, FIN, OUT."""
+    s = radix.bit_length() - 1
+    norm = max(lz // 4 + lz % 4 for lz in range(acc_bits)) + 1
+    return 1 + norm + SERIAL_MANT // s + 1 + 1 + SERIAL_MAX_SHIFT // s + 1 + 1 + 1
+
+
+def requant_cycles_per_beat(rp: dict | None, acc_bits: int) -> int:
+    """Cycles per word of a requant unit: 1 (pipelined) or the serial unit's worst case."""
+    if rp is None or rp.get("style", "pipelined") != "serial":
+        return 1
+    return serial_requant_cycles(acc_bits, rp["radix"])
+
+
 def mvau_cycles(p: dict, pe: int | None = None, simd: int | None = None) -> int:
+    """rows * max(k, n*k/(pe*simd), n * T): T cycles per output word of a serial requant
+    (the output shift register lets the next neuron fold compute meanwhile)."""
     pe = p["pe"] if pe is None else pe
     simd = p["simd"] if simd is None else simd
     k, n = p["k"], p["n"]
-    return p["rows"] * max(k, (n // pe) * (k // simd), n)
+    t = requant_cycles_per_beat(p["requant"], p["acc_dtype"].bits)
+    return p["rows"] * max(k, (n // pe) * (k // simd), n * t)
 
 
 def engine_cycles(e: Engine, df: Dataflow) -> int:
@@ -40,6 +71,8 @@ def engine_cycles(e: Engine, df: Dataflow) -> int:
         return ins
     if e.kind in ("Add", "Mul"):
         return outs
+    if e.kind == "Requant":
+        return ins * requant_cycles_per_beat(p, p["in_dtype"].bits)
     return max(ins, outs)
 
 
@@ -125,10 +158,57 @@ def initiation_interval(df: Dataflow) -> int:
     return max(engine_cycles(e, df) for e in df.engines)
 
 
+def requant_sites(df: Dataflow) -> list[tuple[dict, int, int]]:
+    """Every requant of the plan: (its params dict, words per inference, accumulator bits)."""
+    out = []
+    for e in df.engines:
+        p = e.params
+        if e.kind == "MVAU" and p["requant"] is not None:
+            out.append((p["requant"], p["rows"] * p["n"], p["acc_dtype"].bits))
+        elif e.kind == "Requant":
+            out.append((p, df.streams[e.inputs[0]].length, p["in_dtype"].bits))
+    return out
+
+
+def serial_capable(rp: dict) -> bool:
+    """``RequantOrtSerial`` computes this requant: ort mode, outputs up to 21 bits."""
+    cap = max(rp["hi"] - rp["zero_point"], rp["zero_point"] - rp["lo"], 0) + 1
+    return rp["mode"] == "ort" and cap.bit_length() <= SERIAL_MAX_CAP_BITS
+
+
+def choose_requant_styles(df: Dataflow, *, serial: bool = True) -> int:
+    """Make a requant sequential (``style`` "serial", the cheapest ``radix`` that does it)
+    wherever its words per inference times the serial unit's cycles per word fit within the
+    network's II, so the II does not change; the rest stay pipelined (one word a cycle, DSP
+    blocks). ``serial=False`` keeps every requant pipelined. Returns the II."""
+    for rp, _, _ in requant_sites(df):
+        rp["style"], rp["radix"] = "pipelined", 1
+    ii = initiation_interval(df)
+    if not serial:
+        return ii
+    for rp, words, bits in requant_sites(df):
+        if not serial_capable(rp) or bits > 2 * SERIAL_MANT:
+            continue
+        for radix in (2, 4):
+            if words * serial_requant_cycles(bits, radix) <= ii:
+                rp["style"], rp["radix"] = "serial", radix
+                break
+    assert initiation_interval(df) == ii
+    return ii
+
+
 def apply_fold(df: Dataflow, fold: str | None, *, max_multipliers: int | None = None,
-               target_ii: int | None = None) -> None:
+               target_ii: int | None = None, serial_requant: bool = True) -> None:
     """``fold``: None or "min" (PE = SIMD = 1), "max" (fastest), "auto" (balanced within the
-    budget), or a JSON file."""
+    budget), or a JSON file. Then the requant styles (``choose_requant_styles``)."""
+    for rp, _, _ in requant_sites(df):  # fold as if every requant took a word a cycle
+        rp["style"], rp["radix"] = "pipelined", 1
+    _apply_fold(df, fold, max_multipliers=max_multipliers, target_ii=target_ii)
+    choose_requant_styles(df, serial=serial_requant)
+
+
+def _apply_fold(df: Dataflow, fold: str | None, *, max_multipliers: int | None = None,
+                target_ii: int | None = None) -> None:
     if fold in (None, "min"):
         for e in mvaus(df):
             set_fold(e, 1, 1)

@@ -61,6 +61,12 @@ def run_engine(e: Engine, xs: list[np.ndarray]) -> list[np.ndarray]:
         return [sliding_window(xs[0], p)]
     if k == "MVAU":
         return [mvau(xs[0], p)]
+    if k == "ActMatMul":  # two activations: A (batch, rows, k) times W (batch, k, n)
+        s = xs[0].shape[0]
+        a = xs[0].reshape(s, p["batch"], p["rows"], p["k"]) - p["x_zero_point"]
+        w_batches = 1 if p.get("shared_w") else p["batch"]  # shared: one W for every batch
+        w = xs[1].reshape(s, w_batches, p["k"], p["n"]) - p["w_zero_point"]
+        return [(np.matmul(a, w) + np.asarray(p["bias"], np.int64)).reshape(s, -1)]
     if k == "WindowMax":
         x = xs[0].reshape(xs[0].shape[0], p["rows"], p["window"], p["channels"])
         return [x.max(axis=2).reshape(x.shape[0], -1)]
@@ -96,11 +102,15 @@ def run_engine(e: Engine, xs: list[np.ndarray]) -> list[np.ndarray]:
         return [np.clip(f32.cvt(v), a["lo"], a["hi"])]
     if k == "Concat":
         s = xs[0].shape[0]
-        pos = [0] * len(xs)
+        consts = p.get("constants", {})  # input i -> its words in consumption order
+        it = iter(xs)
+        srcs = [np.broadcast_to(consts[i], (s, len(consts[i]))) if i in consts else next(it)
+                for i in range(len(xs) + len(consts))]
+        pos = [0] * len(srcs)
         parts = []
         for _ in range(p["repeat"]):
             for i, count in p["pattern"]:
-                parts.append(xs[i][:, pos[i]: pos[i] + count])
+                parts.append(srcs[i][:, pos[i]: pos[i] + count])
                 pos[i] += count
         return [np.concatenate(parts, axis=1) if parts else np.zeros((s, 0), np.int64)]
     if k == "Reorder":

@@ -6,12 +6,14 @@ counters advanced on every accepted beat. The stream length is a whole number of
 ``channels * channel_stride`` periods, so the counters are back at 0 when the next inference
 starts.
 
-- ``Requant``: ``hw/requant.py``'s ``RequantOrt`` / ``RequantDyadic`` (10 / 6 cycles latency).
+- ``Requant``: ``hw/requant.py``'s ``RequantOrt`` / ``RequantDyadic`` (14 / 10 cycles latency,
+  a word a cycle), or ``hw/requant_serial.py``'s ``RequantOrtSerial`` (no DSP, one word per
+  ``cycles_per_beat``) where the plan chose ``style`` "serial".
 - ``Lut``: the table in a ROM (one row per channel when it has several rows), read with the
   input code: 1 cycle latency.
 - ``Clamp``: a comparator pair and an output register: 1 cycle latency.
 
-All accept one word per cycle; every register advances on ``~o0.valid | o0.ready``.
+Lut and Clamp accept one word per cycle; every register advances on ``~o0.valid | o0.ready``.
 """
 
 from __future__ import annotations
@@ -23,19 +25,26 @@ from amaranth.lib.wiring import In, Out
 
 from ...compiler.dataflow.spec import Engine, Stream
 from ..requant import RequantDyadic, RequantOrt
+from ..requant_serial import RequantOrtSerial
 from .common import payload_shape
 
 __all__ = ["build", "requant_unit", "channel_counter", "ElementwiseRequant", "Lut", "Clamp"]
 
 
-def requant_unit(p: dict, acc_shape) -> RequantOrt | RequantDyadic:
+def requant_unit(p: dict, acc_shape) -> RequantOrt | RequantDyadic | RequantOrtSerial:
     """The requant unit of a params dict (``mode``, per-channel ``mult``/``exp``,
-    ``zero_point``, ``lo``, ``hi``). Per-channel multipliers that are all equal become one
-    per-tensor constant (no ROM, no ``channel`` field)."""
+    ``zero_point``, ``lo``, ``hi``; ``style`` "serial" with ``radix`` picks the sequential
+    unit, chosen by ``compiler.dataflow.fold.choose_requant_styles``). Per-channel
+    multipliers that are all equal become one per-tensor constant (no ROM, no ``channel``)."""
     mult = np.asarray(p["mult"], np.int64).ravel()
     exp = np.asarray(p["exp"], np.int64).ravel()
     if np.all(mult == mult[0]) and np.all(exp == exp[0]):
         mult, exp = mult[:1], exp[:1]
+    if p.get("style", "pipelined") == "serial":
+        if p["mode"] != "ort":
+            raise ValueError("the serial requant unit computes the ort mode only")
+        return RequantOrtSerial(acc_shape, mult, exp, p["zero_point"], p["lo"], p["hi"],
+                                radix=p["radix"])
     cls = RequantOrt if p["mode"] == "ort" else RequantDyadic
     return cls(acc_shape, mult, exp, p["zero_point"], p["lo"], p["hi"])
 
