@@ -117,7 +117,7 @@ def test_ice40_pll_dividers_match_icepll(f_out, dividers):
     assert (p.divr, p.divf, p.divq, p.filter_range) == dividers and p.f_out == f_out
 
 
-def test_pll_on_ice40_boards_only():
+def test_pll_on_every_board_family():
     from intflow.boards.build import BuildError
     files, wrapper = elaborate(StandIn(), TARGETS["icebreaker"], clock_mhz=36.0)
     assert "SB_PLL40_PAD" in files["top.il"] and wrapper.clk_hz == 36e6
@@ -125,7 +125,9 @@ def test_pll_on_ice40_boards_only():
     assert "SB_PLL40_CORE" in files["top.il"] and "SB_HFOSC" in files["top.il"]
     files, wrapper = elaborate(StandIn(), TARGETS["ice40-up5k"], clock_mhz=50.0)
     assert "PLL" not in files["top.il"] and wrapper.clk_hz == 50e6  # a part: the constraint
-    with pytest.raises(BuildError, match="needs a PLL"):
-        elaborate(StandIn(), TARGETS["ulx3s-85f"], clock_mhz=50.0)
+    files, wrapper = elaborate(StandIn(), TARGETS["ulx3s-85f"], clock_mhz=50.0)
+    assert "EHXPLLL" in files["top.il"] and wrapper.clk_hz == 50e6
+    files, wrapper = elaborate(StandIn(), TARGETS["tangnano9k"], clock_mhz=54.0)
+    assert "rPLL" in files["top.il"] and abs(wrapper.clk_hz - 54e6) < 1e6
     with pytest.raises(BuildError, match="outside"):
         elaborate(StandIn(), TARGETS["icebreaker"], clock_mhz=400.0)
