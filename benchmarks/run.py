@@ -442,9 +442,12 @@ def write_results(results: dict, path: Path = RESULTS_JSON) -> None:
 def run_suite(points: list[Point], results: dict, *, requant: str = "ort", jobs: int = 1,
               timeout: float = 7200.0, planner: Callable = plan_point,
               builder: Callable = build_point, log: Callable[[str], None] = print,
-              save: Callable[[dict], None] = write_results) -> dict:
+              save: Callable[[dict], None] = write_results,
+              keep: list[dict] | None = None) -> dict:
     """Plan every point (in order), build those that fit and are not built yet, and save
-    ``results`` after every point. ``planner``/``builder`` are replaceable for tests."""
+    ``results`` after every point. ``planner``/``builder`` are replaceable for tests; ``keep``
+    holds earlier points (``--merge``) that stay in front of this run's."""
+    keep = list(keep or [])
     lock = threading.Lock()
     ort_us = results["onnxruntime"]["latency_us"]
     done: dict[str, dict] = {}
@@ -452,7 +455,7 @@ def run_suite(points: list[Point], results: dict, *, requant: str = "ort", jobs:
     def record(p: Point, point: dict) -> None:
         with lock:
             done[p.key] = point
-            results["points"] = [done[q.key] for q in points if q.key in done]
+            results["points"] = keep + [done[q.key] for q in points if q.key in done]
             save(results)
         extra = f": {point['reason']}" if point["reason"] else ""
         log(f"[{len(done)}/{len(points)}] {p.key}: {point['status']}"
@@ -644,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="regenerate RESULTS.md from results.json, build nothing")
     ap.add_argument("--plan-only", action="store_true",
                     help="fold, estimate and hash every point, print them, build nothing")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the points of the existing results.json that this run does not "
+                         "cover (e.g. rerun one device after a change)")
     a = ap.parse_args(argv)
     if a.render_only:
         if not RESULTS_JSON.is_file():
@@ -672,15 +678,24 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([".venv/bin/python", "benchmarks/run.py",
                           *(argv if argv is not None else sys.argv[1:])])
     results = new_results(command, a.requant)
+    keep: list[dict] = []
+    if a.merge and RESULTS_JSON.is_file():
+        old = json.loads(RESULTS_JSON.read_text())
+        ours = {p.key for p in points}
+        keep = [q for q in old["points"]
+                if f"{q['model']}/{q['device']}/{q['fold']}" not in ours]
+        results["onnxruntime"]["latency_us"].update(old["onnxruntime"]["latency_us"])
+        results["command"] = f"{old['command']}; then {command}"
     models = list(dict.fromkeys(p.model for p in points))
     print(f"onnxruntime latency (1 thread) of {', '.join(models)} ...")
-    results["onnxruntime"]["latency_us"] = measure_ort(models)
+    results["onnxruntime"]["latency_us"].update(measure_ort(models))
 
     def save(r: dict) -> None:  # both files after every point: an interrupted run keeps them
         write_results(r)
         RESULTS_MD.write_text(render(r))
 
-    run_suite(points, results, requant=a.requant, jobs=a.jobs, timeout=a.timeout, save=save)
+    run_suite(points, results, requant=a.requant, jobs=a.jobs, timeout=a.timeout, save=save,
+              keep=keep)
     print(f"wrote {RESULTS_JSON.relative_to(ROOT)} and {RESULTS_MD.relative_to(ROOT)}")
     return 0
 
