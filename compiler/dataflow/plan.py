@@ -96,6 +96,9 @@ class Planner:
             if handler is None:
                 raise PlanError(f"{n.op} ({n.name}) has no streaming engine yet")
             handler(n, requant)
+        if not self.engines:
+            raise PlanError("the graph has no integer layer for the hardware (it is host "
+                            "quantization/dequantization alone): use --engine reference")
         outputs = [self.view[o.tensor] for o in g.outputs]
         df = Dataflow(self.engines, self.streams, inputs, [s for s, _ in outputs],
                       dict(self.carries))
@@ -167,7 +170,8 @@ class Planner:
     def plan_MatMul(self, n: Node, requant: Node | None) -> None:
         g = self.g
         if not g.is_const(n.inputs[1]):
-            raise PlanError(f"{n.name}: MatMul of two activations has no streaming engine yet")
+            self.act_matmul(n, requant)
+            return
         if n.attrs.get("x_zero_point", 0) or n.attrs.get("w_zero_point", 0):
             raise PlanError(f"{n.name}: zero points not folded")
         xt = g.tensors[n.inputs[0]]
@@ -179,8 +183,8 @@ class Planner:
         row_of = blocks // k
         within = blocks % k
         ok = bool(np.all(row_of == row_of[:, :1]) and np.all(within == within[:1]))
-        if not ok:
-            order = canonical_order(xt.shape)
+        if not ok:  # rows of k contiguous: row-major (a 3-D input streams channels-last)
+            order = np.arange(xt.size)
             s = self.fetch(n.inputs[0], order)
             blocks = order.reshape(rows, k)
         perm = blocks[0] % k  # stream column j carries logical element perm[j]
@@ -189,6 +193,36 @@ class Planner:
         bias = g.const(n.inputs[2]) if len(n.inputs) > 2 else np.zeros(nn, np.int64)
         out_order = (row_seq[:, None] * nn + np.arange(nn)[None, :]).ravel()
         self.mvau(n, requant, s, rows, wmat, bias, None, out_order=out_order)
+
+    def act_matmul(self, n: Node, requant: Node | None) -> None:
+        """MatMul of two activations: an ActMatMul on row-major streams of both, then the
+        Requant engine (per tensor: a run-time right operand has one scale)."""
+        g = self.g
+        at, wt = g.tensors[n.inputs[0]], g.tensors[n.inputs[1]]
+        if len(at.shape) < 2 or len(wt.shape) < 2:
+            raise PlanError(f"{n.name}: MatMul of two activations needs 2-D or higher operands")
+        a_lead, w_lead = tuple(at.shape[:-2]), tuple(wt.shape[:-2])
+        width = max(len(a_lead), len(w_lead))
+        a_lead = (1,) * (width - len(a_lead)) + a_lead
+        w_lead = (1,) * (width - len(w_lead)) + w_lead
+        shared_w = all(d == 1 for d in w_lead)  # one W for every batch of A
+        if a_lead != w_lead and not shared_w:
+            raise PlanError(f"{n.name}: MatMul of two activations with broadcast batch axes "
+                            f"{at.shape} x {wt.shape} has no streaming engine yet")
+        rows, k = at.shape[-2], at.shape[-1]
+        nn = wt.shape[-1]
+        batch = int(np.prod(a_lead, dtype=np.int64))
+        bias = g.const(n.inputs[2]) if len(n.inputs) > 2 else np.zeros(nn, np.int64)
+        a_s = self.fetch(n.inputs[0], np.arange(at.size))
+        w_s = self.fetch(n.inputs[1], np.arange(wt.size))
+        out = self.produce(n.outputs[0], order=np.arange(g.tensors[n.outputs[0]].size))
+        self.add("ActMatMul", n, [a_s, w_s], [out], batch=batch, rows=rows, k=k, n=nn,
+                 x_zero_point=int(n.attrs.get("x_zero_point", 0)),
+                 w_zero_point=int(n.attrs.get("w_zero_point", 0)),
+                 bias=np.broadcast_to(bias, (nn,)).astype(np.int64), shared_w=shared_w,
+                 out_dtype=g.tensors[n.outputs[0]].dtype)
+        if requant is not None:
+            self.plan_Requant(requant, None)
 
     def plan_MaxPool(self, n: Node, _r) -> None:
         g = self.g
@@ -269,21 +303,16 @@ class Planner:
         g = self.g
         a, b = n.inputs
         out_shape = g.tensors[n.outputs[0]].shape
-        ins = []
-        consts = {}
-        order = None
-        for t in (a, b):
-            if not g.is_const(t):
-                if g.tensors[t].shape != out_shape:
-                    raise PlanError(f"{n.name}: broadcasting {kind} of activations has no "
-                                    "streaming engine yet")
-                if order is None:
-                    ins.append(self.view[t][0])
-                    order = self.view[t][1]
-                else:
-                    ins.append(self.fetch(t, order))
-        if order is None:
+        acts = [t for t in (a, b) if not g.is_const(t)]
+        if not acts:
             raise PlanError(f"{n.name}: {kind} of two constants")
+        # the stream order of a full-size activation operand; a smaller one (numpy
+        # broadcasting, e.g. a (1, C, 1, 1) squeeze-excite scale) is spread over that order
+        full_size = [t for t in acts if g.tensors[t].shape == out_shape]
+        order = self.view[full_size[0]][1] if full_size else canonical_order(out_shape)
+        ins = [self.fetch(t, order) if g.tensors[t].shape == out_shape
+               else self.broadcast(n, t, out_shape, order) for t in acts]
+        consts = {}
         for i, t in enumerate((a, b)):
             if g.is_const(t):
                 full = np.broadcast_to(g.const(t), out_shape).ravel()
@@ -292,6 +321,19 @@ class Planner:
         self.add(kind, n, ins, [out], attrs=dict(n.attrs), constants=consts,
                  in_dtypes=[g.tensors[t].dtype for t in (a, b)],
                  out_dtype=g.tensors[n.outputs[0]].dtype)
+
+    def broadcast(self, n: Node, tensor: str, out_shape, order: np.ndarray) -> str:
+        """A stream of ``tensor`` broadcast (numpy rules) to ``out_shape`` in ``order``: a
+        Reorder that buffers the small tensor and reads position ``read[i]`` at i."""
+        s, in_order = self.view[tensor]
+        t = self.g.tensors[tensor]
+        if np.broadcast_shapes(t.shape, tuple(out_shape)) != tuple(out_shape):
+            raise PlanError(f"{n.name}: {tensor} {t.shape} does not broadcast to {out_shape}")
+        src = np.broadcast_to(np.arange(t.size).reshape(t.shape), out_shape).ravel()
+        read = _inverse(in_order)[src[order]]  # output position -> input stream position
+        out = self.new_stream(f"{tensor}_broadcast", out_shape, t.dtype, order)
+        self.add("Reorder", n, [s], [out], read=read, in_length=int(t.size), dtype=t.dtype)
+        return out
 
     def plan_Add(self, n: Node, _r) -> None:
         self._binary(n, "Add")
@@ -322,10 +364,14 @@ class Planner:
             offset += shape[axis]
         seq_in = src_input[out_order]
         seq_flat = src_flat[out_order]
+        consts = {}
         for i, t in enumerate(n.inputs):
-            if g.is_const(t):
-                raise PlanError(f"{n.name}: Concat with a constant has no streaming engine yet")
-            ins.append(self.fetch(t, seq_flat[seq_in == i]))
+            if g.is_const(t):  # a ROM in the engine: its words in consumption order
+                consts[i] = np.asarray(g.const(t), np.int64).ravel()[seq_flat[seq_in == i]]
+            else:
+                ins.append(self.fetch(t, seq_flat[seq_in == i]))
+        if not ins:
+            raise PlanError(f"{n.name}: Concat of constants only")
         runs: list[list[int]] = []
         for v in seq_in:
             if runs and runs[-1][0] == v:
@@ -335,7 +381,7 @@ class Planner:
         pattern, repeat = _periodic(runs)
         out = self.produce(n.outputs[0], order=out_order)
         self.add("Concat", n, ins, [out], pattern=pattern, repeat=repeat,
-                 dtype=out_t.dtype)
+                 dtype=out_t.dtype, **({"constants": consts} if consts else {}))
 
     def plan_Reshape(self, n: Node, _r) -> None:
         self.view[n.outputs[0]] = self.view[n.inputs[0]]  # row-major flat indices unchanged

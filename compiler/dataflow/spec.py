@@ -22,8 +22,13 @@ definition and must equal the IntGraph reference):
 - ``Add``, ``Mul``: elementwise on two streams of equal length and order (or one constant
   operand, stored in stream order).
 - ``Concat``: interleaves its inputs following ``pattern``: a list of (input, count) runs,
-  repeated ``repeat`` times.
-- ``Reorder``: buffers a whole tensor and emits element ``read[i]`` (a permutation) at i.
+  repeated ``repeat`` times; a constant input i is no stream but ``constants[i]`` (its words
+  in consumption order).
+- ``Reorder``: buffers a whole tensor and emits element ``read[i]`` (a permutation) at i; with
+  ``in_length``, ``read`` is any index map (a broadcast of a smaller tensor).
+- ``ActMatMul``: product of two activations, both row-major: A ``batch``×``rows``×``k`` and W
+  ``batch``×``k``×``n`` (one k×n W for every batch with ``shared_w``); emits
+  ``bias[j] + sum_i (a - x_zero_point)(w - w_zero_point)`` per (batch, row, j).
 - ``AvgPool``: QLinearAveragePool's float32 sequence over SlidingWindow rows (``window`` taps,
   ``valid`` mask per tap) — the reference kernel's emulation.
 """

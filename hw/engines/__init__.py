@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pytest (importlib mode) may import this file as ``hw.engine
 
 MODULES = {
     "MVAU": "mvau",
+    "ActMatMul": "act_matmul",
     "SlidingWindow": "sliding_window",
     "WindowMax": "window_max",
     "WindowAvg": "window_avg",

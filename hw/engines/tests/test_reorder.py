@@ -1,5 +1,7 @@
 """Reorder in amaranth's simulator against ``model.run_engine``: random permutations and a
-transpose, random stalls, inferences back to back; double buffering gives II <= length + 2."""
+transpose, random stalls, inferences back to back; double buffering gives II <= length + 2.
+Broadcast reads (``in_length`` given): a (1, C, 1, 1) scale spread over a (1, C, H, W)
+stream in (h, w, c) order, a row vector over a matrix, random index maps."""
 
 from __future__ import annotations
 
@@ -46,5 +48,46 @@ def test_reorder_equals_model(perm, rate):
 def test_reorder_rejects_non_permutation():
     e, streams = reorder(np.array([0, 0, 1]), IntType(True, 8))
     with pytest.raises(ValueError, match="permutation"):
+        from intflow.hw.engines import build
+        build(e, streams)
+
+
+def broadcast(read: np.ndarray, n_in: int, dtype: IntType):
+    streams = {"x": Stream("x", dtype, (n_in,), np.arange(n_in)),
+               "y": Stream("y", dtype, (read.size,), np.arange(read.size))}
+    return Engine("Reorder", "b.Reorder", ["x"], ["y"],
+                  {"read": read, "in_length": n_in, "dtype": dtype}), streams
+
+
+def _spread(small: tuple, big: tuple, order: np.ndarray) -> np.ndarray:
+    return np.broadcast_to(np.arange(int(np.prod(small))).reshape(small), big).ravel()[order]
+
+
+BROADCASTS = {
+    # squeeze-excite: (1, 5, 1, 1) over (1, 5, 3, 4) streamed channels innermost
+    "se_scale": (5, _spread((1, 5, 1, 1), (1, 5, 3, 4),
+                            np.arange(60).reshape(1, 5, 3, 4).transpose(0, 2, 3, 1).ravel())),
+    "row_over_matrix": (7, _spread((1, 7), (6, 7), np.arange(42))),
+    "column_over_matrix": (6, _spread((6, 1), (6, 7), np.arange(42))),
+    "random_map": (9, np.random.default_rng(3).integers(0, 9, 31)),
+    "scalar": (1, np.zeros(10, np.int64)),
+    "shorter": (12, np.array([11, 0, 5])),  # fewer reads than writes
+}
+
+
+@pytest.mark.parametrize("case", list(BROADCASTS))
+@pytest.mark.parametrize("rate", [1.0, 0.6])
+def test_broadcast_equals_model(case, rate):
+    n_in, read = BROADCASTS[case]
+    dtype = IntType(False, 8)
+    e, streams = broadcast(np.asarray(read), n_in, dtype)
+    rng = np.random.default_rng(n_in)
+    x = rng.integers(dtype.min, dtype.max + 1, size=(4, n_in))
+    check_engine(e, streams, [x], valid_rate=rate, ready_rate=rate, seed=n_in + read.size)
+
+
+def test_broadcast_rejects_out_of_range_read():
+    e, streams = broadcast(np.array([0, 3, 1]), 3, IntType(True, 8))
+    with pytest.raises(ValueError, match="index the 3 input positions"):
         from intflow.hw.engines import build
         build(e, streams)
