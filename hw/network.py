@@ -6,9 +6,10 @@ stream per graph output (the output tensor in the order ``df.output_orders[k]`` 
 network with one input and one output names them ``i`` and ``o``; with several, ``i0``,
 ``i1``, ... and ``o0``, ``o1``, ... in graph order (``in_ports``/``out_ports``), every stream
 independent of the others (its own valid/ready). Every engine comes from the
-registry (``hw.engines.build``); every stream of the plan — the host edges included — gets an
-``amaranth.lib.fifo.SyncFIFOBuffered`` of the plan's depth (at least 3: a buffered FIFO of
-depth 2 passes one beat every other cycle).
+registry (``hw.engines.build``); every stream of the plan — the host edges included — gets a
+buffer of the plan's depth: a ``SkidBuffer`` (two registers, one beat a cycle) where the plan
+asks for at most 2 words, else an ``amaranth.lib.fifo.SyncFIFOBuffered`` of that depth (at
+least 3: a buffered FIFO of depth 2 passes one beat every other cycle).
 
 ``ports()`` describes the Verilog ports of ``amaranth.back.verilog.convert(net, name=TOP)``
 (stable names: ``clk``, ``rst``, ``i__payload``/``i__valid``/``i__ready``,
@@ -30,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth import Cat, Module, unsigned
+from amaranth import Cat, Elaboratable, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -40,8 +41,41 @@ from .engines import build
 from .engines.common import payload_shape
 
 TOP = "intflow_network"
-MIN_FIFO_DEPTH = 3
+MIN_FIFO_DEPTH = 3  # of a SyncFIFOBuffered; plan depths up to SKID_DEPTH use a SkidBuffer
+SKID_DEPTH = 2
 HOST = "host"
+
+
+class SkidBuffer(Elaboratable):
+    """A two-word FIFO of registers with the ``SyncFIFOBuffered`` port names used here: full
+    rate (a beat in and out every cycle), registered ``r_data``/``r_rdy`` and ``w_rdy`` (no
+    combinational path from ``r_en`` to ``w_rdy``), 2 * width flip-flops and a width-bit
+    multiplexer, where a 3-deep ``SyncFIFOBuffered`` costs about twice that on iCE40.
+
+    ``main`` is the output word; ``skid`` takes a beat written while ``main`` is full and not
+    read, and ``w_rdy`` is low while it holds one (the buffer holds 2 words: the plan's depth).
+    """
+
+    def __init__(self, width: int):
+        self.width, self.depth = width, SKID_DEPTH
+        self.w_data, self.w_en, self.w_rdy = Signal(width), Signal(), Signal()
+        self.r_data, self.r_en, self.r_rdy = Signal(width), Signal(), Signal()
+        self.level = Signal(range(SKID_DEPTH + 1))
+
+    def elaborate(self, platform):
+        m = Module()
+        main_v, skid_v = Signal(), Signal()
+        skid = Signal(self.width)
+        m.d.comb += [self.w_rdy.eq(~skid_v), self.r_rdy.eq(main_v),
+                     self.level.eq(main_v + skid_v)]
+        write = self.w_en & ~skid_v
+        read = self.r_en & main_v
+        with m.If(read | ~main_v):  # main empties or is empty: refill from skid, else input
+            m.d.sync += [self.r_data.eq(Mux(skid_v, skid, self.w_data)),
+                         main_v.eq(skid_v | write), skid_v.eq(0)]
+        with m.Elif(write):  # main full and kept: the beat waits in skid
+            m.d.sync += [skid.eq(self.w_data), skid_v.eq(1)]
+        return m
 
 
 @dataclass
@@ -54,7 +88,8 @@ class Edge:
     consumer: str
     consumer_port: str
     width: int
-    depth: int  # FIFO depth built (the plan's, at least MIN_FIFO_DEPTH)
+    depth: int  # buffer depth built: the plan's (SKID_DEPTH when at most that, else at least
+    # MIN_FIFO_DEPTH)
     plan_depth: int
 
 
@@ -72,6 +107,12 @@ class ProbeField:
     name: str  # level, w_valid, w_ready, r_valid, r_ready
     offset: int
     width: int
+
+
+def built_depth(plan_depth: int) -> int:
+    """The depth of the buffer built for a plan depth: a SkidBuffer's 2 up to 2, else at
+    least ``MIN_FIFO_DEPTH``."""
+    return SKID_DEPTH if plan_depth <= SKID_DEPTH else max(plan_depth, MIN_FIFO_DEPTH)
 
 
 def port_names(prefix: str, n: int) -> list[str]:
@@ -159,7 +200,7 @@ class Network(wiring.Component):
                     raise ValueError(f"stream {s} has no {side}")
             edges.append(Edge(s, *end["producer"], *end["consumer"],
                               payload_shape(st.dtype).width,
-                              max(int(st.depth), MIN_FIFO_DEPTH), int(st.depth)))
+                              built_depth(int(st.depth)), int(st.depth)))
         return edges
 
     def elaborate(self, platform):
@@ -171,7 +212,8 @@ class Network(wiring.Component):
             m.submodules[self.names[e.name]] = comp
         probe, tap_data, tap_we = [], [], []
         for ed in self.edges:
-            fifo = SyncFIFOBuffered(width=ed.width, depth=ed.depth)
+            fifo = (SkidBuffer(ed.width) if ed.depth <= SKID_DEPTH
+                    else SyncFIFOBuffered(width=ed.width, depth=ed.depth))
             m.submodules[f"fifo_{instance_name(ed.stream)}"] = fifo
             src = getattr(self if ed.producer == HOST else comps[ed.producer],
                           ed.producer_port)

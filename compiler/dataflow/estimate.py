@@ -22,6 +22,7 @@ FAMILIES = {
     "gowin": {"bram_bits": 18432, "bram_width": 36, "dsp_width": 18, "lut_ram": True},
 }
 SMALL_MEMORY_BITS = 512  # below this yosys keeps a memory in LUTs/flip-flops
+ADD_SUM_BITS = 36  # the exact sum of the sequential ort Add for int8 codes (typical)
 
 
 def memory_blocks(depth: int, width: int, family: str, *, ram: bool = False) -> int:
@@ -94,8 +95,11 @@ def requant_cost(p: dict | None, family: str, acc_bits: int = 24) -> dict:
 
 
 def fifo_cost(depth: int, bits: int, family: str) -> dict:
-    """``SyncFIFOBuffered`` on an edge (at least ``MIN_FIFO_DEPTH`` = 3 deep). Measured on
+    """The buffer on an edge (``hw/network.py``): a ``SkidBuffer`` up to 2 words (two
+    registers and a multiplexer), else a ``SyncFIFOBuffered`` (at least 3 deep). Measured on
     iCE40: 3 x 8 bits 20 LUT / 29 FF; 258 x 8 bits 78 LUT / 55 FF / 1 block."""
+    if depth <= 2:  # measured (hierarchical, iCE40): 8 bits 15 LUT / 18 FF; 12 bits 19 / 26
+        return {"LUT": bits + 7, "FF": 2 * bits + 2, "BRAM": 0, "memory_bits": 0}
     depth = max(depth, 3)
     if depth <= 4:
         return {"LUT": 2 * bits + 4, "FF": depth * bits + 5, "BRAM": 0, "memory_bits": 0}
@@ -138,11 +142,12 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
                     memory_bits=depth * width + 2 * p["k"] * ib)
     elif e.kind == "SlidingWindow":
         # the buffer holds the pixels from a window's first to its last (kh - 1 rows and
-        # kw pixels); measured iCE40 LUT: 174-212 for 3x3 and 2x2 kernels, 125-141 for 1D
+        # kw pixels); measured iCE40 LUT: 174-212 for 3x3 and 2x2 kernels, 125-141 for 1D,
+        # less about 20 since the read address has one adder (digits CNN, flat: -90 for 4)
         (kh, kw), (dh, dw) = p["kernel"], p["dilation"]
         words = ((kh - 1) * dh * p["width"] + (kw - 1) * dw + 1) * p["channels"]
         cost.update(BRAM=memory_blocks(words, p["dtype"].bits, family, ram=True),
-                    LUT=(110 + 25 * min(kh, 3)) * (13 if family == "ecp5" else 10) // 10,
+                    LUT=(90 + 25 * min(kh, 3)) * (13 if family == "ecp5" else 10) // 10,
                     FF=80, memory_bits=words * p["dtype"].bits)
     elif e.kind in ("Reorder",):
         n = df.streams[e.inputs[0]].length
@@ -169,12 +174,31 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
                 + memory_blocks(c, w, family, ram=True))
         cost.update(LUT=300 + 4 * bits * w, FF=230 + bits * w, BRAM=bram,
                     memory_bits=c * w + table * w + counts * levels * w)
+        if p.get("style") == "serial":
+            # WindowAvgSerial: one comparator, one threshold ROM of counts x 2^bits words;
+            # measured iCE40 (the same pool): 766 LUT, 142 FF, 8 blocks (the sums' rounding
+            # dominates now)
+            bram = (memory_blocks(table, w, family) + memory_blocks(counts << bits, w + 1,
+                                                                     family)
+                    + memory_blocks(c, w, family, ram=True))
+            cost.update(LUT=250 + 15 * w, FF=40 + 3 * w, BRAM=bram)
     elif e.kind in ("Requant",):
         rq = requant_cost(p, family, p["in_dtype"].bits)
         cost.update(LUT=rq["LUT"], FF=rq["FF"], DSP=rq["DSP"])
     elif e.kind == "Lut":
         t = p["table"]
         cost.update(LUT=t.size * p["out_dtype"].bits // 4, memory_bits=t.size * 8)
+    elif e.kind == "Add" and p.get("style") == "serial":
+        # hw/eltwise_add_serial.py: the serial requant unit (per tensor) on the exact sum
+        # (about 36 bits for int8 codes: a 25-bit mantissa times the outer code plus the
+        # table), the sum's adder and the operand register; the product on DSP blocks as in
+        # the pipelined Add, the inner table in block RAM
+        # (measured, digits CNN, hierarchical iCE40: 489 LUT / 85 FF / 2 DSP / 2 blocks; the
+        # serial unit's 36-bit "wide" mode costs more than an MVAU's narrow one)
+        rq = requant_cost({"style": "serial", "radix": p["radix"], "mult": [1], "exp": [0]},
+                          family, ADD_SUM_BITS)
+        cost.update(LUT=rq["LUT"] + 5 * ADD_SUM_BITS + 15, FF=rq["FF"] + 8, DSP=2,
+                    BRAM=2 if family == "ice40" else 1)
     elif e.kind == "Add":
         # measured (int8, ort): iCE40 753 LUT / 339 FF / 2 DSP / 2 blocks (the inner table)
         ort = p["attrs"]["mode"] == "ort"

@@ -10,13 +10,19 @@ After folding, ``choose_requant_styles`` makes each requant (an MVAU's ``params[
 or a Requant engine) sequential — ``hw/requant_serial.py``, no DSP block, ``T`` cycles per
 word — wherever ``words per inference * T <= II``, so the II does not change; the choice is
 recorded as ``style`` ("serial" or "pipelined") and ``radix`` in the params, which the cycle
-model here, the estimate and ``hw/engines/elementwise.py``'s ``requant_unit`` read.
+model here, the estimate and ``hw/engines/elementwise.py``'s ``requant_unit`` read. An ort Add
+of two streams is made sequential the same way (``hw/eltwise_add_serial.py``: the same unit
+behind the exact fixed-point sum), its ``style``/``radix`` in the Add engine's params, and a
+WindowAvg's threshold search (``hw/engines/window_avg.py``'s ``WindowAvgSerial``: one probe
+at a time), its ``style`` in the engine's params.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from .spec import Dataflow, Engine
 
@@ -38,6 +44,32 @@ def serial_requant_cycles(acc_bits: int, radix: int = 2) -> int:
     s = radix.bit_length() - 1
     norm = max(lz // 4 + lz % 4 for lz in range(acc_bits)) + 1
     return 1 + norm + SERIAL_MANT // s + 1 + 1 + SERIAL_MAX_SHIFT // s + 1 + 1 + 1
+
+
+def serial_add_cycles(radix: int = 2) -> int:
+    """Worst-case cycles per word of the sequential Add (``hw/eltwise_add_serial.py``): the
+    serial unit's for a 48-bit sum, the widest it takes (the real sum is often narrower: the
+    cycle model stays an upper bound without the fixed-point plan, which lives in hw)."""
+    return serial_requant_cycles(2 * SERIAL_MANT, radix)
+
+
+def add_serial_candidate(e: Engine) -> bool:
+    """An ort Add of two streams (no constant operand): what the sequential Add computes
+    (``hw/eltwise_add_serial.py`` still checks the sum's width and range, else pipelined)."""
+    p = e.params
+    return (e.kind == "Add" and p["attrs"].get("mode") == "ort" and not p.get("constants")
+            and len(e.inputs) == 2)
+
+
+def serial_search_cycles(bits: int) -> int:
+    """Cycles per output word of ``WindowAvgSerial``'s threshold search over ``bits`` bits:
+    accept, two per bit (ROM address, compare), the output beat."""
+    return 2 * bits + 2
+
+
+def avg_search_bits(p: dict) -> int:
+    """Bits of a WindowAvg's level count (``levels`` thresholds: counts 0..levels)."""
+    return max(1, np.atleast_2d(p["thresholds"]).shape[1].bit_length())
 
 
 def requant_cycles_per_beat(rp: dict | None, acc_bits: int) -> int:
@@ -69,6 +101,10 @@ def engine_cycles(e: Engine, df: Dataflow) -> int:
     outs = sum(df.streams[s].length for s in e.outputs)
     if e.kind == "Fork":
         return ins
+    if e.kind == "WindowAvg" and p.get("style") == "serial":
+        return max(ins, outs * serial_search_cycles(avg_search_bits(p)))
+    if e.kind == "Add" and p.get("style") == "serial":
+        return outs * serial_add_cycles(p["radix"])
     if e.kind in ("Add", "Mul"):
         return outs
     if e.kind == "Requant":
@@ -183,9 +219,25 @@ def choose_requant_styles(df: Dataflow, *, serial: bool = True) -> int:
     blocks). ``serial=False`` keeps every requant pipelined. Returns the II."""
     for rp, _, _ in requant_sites(df):
         rp["style"], rp["radix"] = "pipelined", 1
+    adds = [e for e in df.engines if add_serial_candidate(e)]
+    for e in adds:
+        e.params["style"], e.params["radix"] = "pipelined", 1
+    avgs = [e for e in df.engines if e.kind == "WindowAvg"]
+    for e in avgs:
+        e.params["style"] = "pipelined"
     ii = initiation_interval(df)
     if not serial:
         return ii
+    for e in avgs:
+        outs = df.streams[e.outputs[0]].length
+        if outs * serial_search_cycles(avg_search_bits(e.params)) <= ii:
+            e.params["style"] = "serial"
+    for e in adds:
+        words = df.streams[e.outputs[0]].length
+        for radix in (2, 4):
+            if words * serial_add_cycles(radix) <= ii:
+                e.params["style"], e.params["radix"] = "serial", radix
+                break
     for rp, words, bits in requant_sites(df):
         if not serial_capable(rp) or bits > 2 * SERIAL_MANT:
             continue
@@ -203,6 +255,11 @@ def apply_fold(df: Dataflow, fold: str | None, *, max_multipliers: int | None = 
     budget), or a JSON file. Then the requant styles (``choose_requant_styles``)."""
     for rp, _, _ in requant_sites(df):  # fold as if every requant took a word a cycle
         rp["style"], rp["radix"] = "pipelined", 1
+    for e in df.engines:  # and every Add
+        if add_serial_candidate(e):
+            e.params["style"], e.params["radix"] = "pipelined", 1
+        elif e.kind == "WindowAvg":
+            e.params["style"] = "pipelined"
     _apply_fold(df, fold, max_multipliers=max_multipliers, target_ii=target_ii)
     choose_requant_styles(df, serial=serial_requant)
 

@@ -344,7 +344,12 @@ class Binary(wiring.Component):
         return y, 1 + 1 + n1 + 1 + n2 + 1 + n3
 
 
-def build(engine: Engine, streams: dict[str, Stream]) -> Binary:
+def build(engine: Engine, streams: dict[str, Stream]) -> wiring.Component:
     p = engine.params
+    if p.get("style") == "serial":  # fold.choose_requant_styles: the sequential ort Add
+        from ..eltwise_add_serial import build_serial_add
+        unit = build_serial_add(engine)
+        if unit is not None:
+            return unit
     return Binary(engine.kind, p["attrs"], p["in_dtypes"], p["out_dtype"], p["constants"],
                   streams[engine.outputs[0]].length)

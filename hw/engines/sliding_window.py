@@ -139,16 +139,23 @@ class SlidingWindow(wiring.Component):
                          pad.eq((r < 0) | (r >= h) | (col < 0) | (col >= w))]
         m.d.comb += self.o0.payload.eq(Mux(pad, p["pad_value"], rp.data))
 
+        # one adder moves raddr on, modulo depth, by the step the counters select (a constant
+        # per branch, multiplexed: cheaper than an adder and a wrap per branch)
+        dsel = Signal(range(depth), name="raddr_step")
+        s_next = Signal(range(2 * depth), name="raddr_sum")
+        m.d.comb += s_next.eq(raddr + dsel)
+        raddr_next = Mux(s_next >= depth, s_next - depth, s_next)
+
         def advance(delta_pixels: int):
             """raddr moves ``delta_pixels`` pixels on, from channel C-1 to channel 0."""
-            d = (delta_pixels * c_n - (c_n - 1)) % depth
-            s = raddr + d
-            return raddr.eq(Mux(s >= depth, s - depth, s))
+            m.d.comb += dsel.eq((delta_pixels * c_n - (c_n - 1)) % depth)
+            return raddr.eq(raddr_next)
 
         taps_back = (kh - 1) * dh * w + (kw - 1) * dw  # last tap -> first tap, in pixels
         with m.If(step):
             with m.If(c != c_n - 1):
-                m.d.sync += [c.eq(c + 1), raddr.eq(Mux(raddr == depth - 1, 0, raddr + 1))]
+                m.d.comb += dsel.eq(1 % depth)
+                m.d.sync += [c.eq(c + 1), raddr.eq(raddr_next)]
             with m.Elif(kx != kw - 1):
                 m.d.sync += [c.eq(0), kx.eq(kx + 1), col.eq(col + dw), advance(dw)]
             with m.Elif(ky != kh - 1):

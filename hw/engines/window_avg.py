@@ -15,21 +15,30 @@ each window count) — ``levels`` comparators' worth of answers for ``B`` compar
 
 One input word per cycle; latency ``B + 2`` cycles; cycles per inference =
 ``rows * window * channels``.
+
+``WindowAvgSerial`` (``params["style"] == "serial"``, chosen by ``fold.choose_requant_styles``
+where outputs per inference x ``serial_search_cycles`` fit the II) keeps the running sums as
+they are (``WindowAvgSums``: the rounded window sum, and the row's window count, come out)
+and does the binary search one probe at a time on one threshold ROM (every level, per
+count): 2 cycles a bit (address, then compare), ``2 * B + 2`` cycles an output word, one
+comparator and one ROM instead of ``B`` of each and ``B`` pipeline stages.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from amaranth import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
 
+from ...compiler.dataflow.fold import serial_search_cycles
 from ...compiler.dataflow.spec import Engine, Stream
 from ..pipeline import Pipeline
 from ..requant import count_leading_zeros
 from .common import payload_shape
 from .window_max import ChannelReduce
 
-__all__ = ["build", "WindowAvg", "round_sig24"]
+__all__ = ["build", "WindowAvg", "WindowAvgSerial", "round_sig24", "serial_search_cycles"]
 
 MANT = 24
 
@@ -134,8 +143,102 @@ class WindowAvg(ChannelReduce):
         return self.lo + idx
 
 
+class WindowAvgSums(WindowAvg):
+    """WindowAvg's running sums alone: each window's rounded sum ``s`` (and, with several
+    window counts, its count index ``cidx``) comes out at the last tap, latency 2."""
+
+    def __init__(self, in_shape, **kw):
+        acc = signed(int(kw["sum_bits"]) + 1)
+        thr = np.atleast_2d(np.asarray(kw["thresholds"], np.int64))
+        self.cbits = (thr.shape[0] - 1).bit_length()  # 0: one window count
+        fields = {"s": acc}
+        if self.cbits:
+            fields["cidx"] = unsigned(self.cbits)
+        super().__init__(in_shape, data.StructLayout(fields), **kw)
+        self.latency = 2
+
+    def finish(self, p: Pipeline, acc: Value, row: Value):
+        out = {"s": acc}
+        if self.cbits:  # the row's count index, read at stage 1 beside the sum
+            if self.rows > 1:
+                out["cidx"] = p.rom(unsigned(self.cbits), [int(v) for v in self.count_index],
+                                    row, name="count")
+            else:
+                out["cidx"] = Const(int(self.count_index[0]), unsigned(self.cbits))
+        return out
+
+
+class WindowAvgSerial(wiring.Component):
+    """``WindowAvg`` with the threshold search done serially (module docstring): the same
+    ports and results, one output word per ``cycles_per_beat`` cycles at most."""
+
+    def __init__(self, in_shape, out_shape, **kw):
+        self.sums = WindowAvgSums(in_shape, **kw)
+        self.bits, self.lo = self.sums.bits, self.sums.lo
+        self.cycles_per_beat = serial_search_cycles(self.bits)
+        super().__init__({"i0": In(stream.Signature(in_shape)),
+                          "o0": Out(stream.Signature(out_shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.sums = sums = self.sums
+        m.d.comb += [sums.i0.payload.eq(self.i0.payload), sums.i0.valid.eq(self.i0.valid),
+                     self.i0.ready.eq(sums.i0.ready)]
+        thr = sums.thresholds  # (counts, 2^bits - 1), padded with "never"
+        per = 1 << self.bits  # one ROM row of 2^bits words per count (the last unused)
+        init = [int(thr[c, k]) if k < thr.shape[1] else int(thr[c, -1])
+                for c in range(thr.shape[0]) for k in range(per)]
+        m.submodules.thr = rom = memory.Memory(shape=sums.thr_shape, depth=len(init),
+                                               init=init)
+        rp = rom.read_port(domain="sync")
+
+        s = Signal(sums.acc_shape, name="s")
+        idx = Signal(self.bits, name="idx")  # the count's bits found so far
+        bit = Signal(self.bits, name="bit")  # one-hot: the bit being decided
+        y = Signal.like(self.o0.payload, name="y")
+        m.d.comb += self.o0.payload.eq(y)
+        # probe t[idx + bit - 1]: the first level of the upper half (idx has no bits below)
+        probe = (idx | (bit - 1))[:self.bits]
+        if sums.cbits:
+            cidx = Signal(sums.cbits, name="cidx")
+            m.d.comb += rp.addr.eq(Cat(probe, cidx))
+        else:
+            m.d.comb += rp.addr.eq(probe)
+        with m.FSM(name="search"):
+            with m.State("IDLE"):
+                m.d.comb += sums.o0.ready.eq(1)
+                with m.If(sums.o0.valid):
+                    m.d.sync += [s.eq(sums.o0.payload.s), idx.eq(0),
+                                 bit.eq(1 << (self.bits - 1))]
+                    if sums.cbits:
+                        m.d.sync += cidx.eq(sums.o0.payload.cidx)
+                    m.next = "PROBE"
+            with m.State("PROBE"):  # the ROM reads t[probe]
+                m.next = "COMPARE"
+            with m.State("COMPARE"):
+                found = Mux(rp.data <= s, idx | bit, idx)
+                m.d.sync += [idx.eq(found), bit.eq(bit >> 1)]
+                with m.If(bit[0]):
+                    m.d.sync += y.eq(self.lo + found)
+                    m.next = "OUT"
+                with m.Else():
+                    m.next = "PROBE"
+            with m.State("OUT"):
+                m.d.comb += self.o0.valid.eq(1)
+                with m.If(self.o0.ready):
+                    m.next = "IDLE"
+        return m
+
+
 def build(engine: Engine, streams: dict[str, Stream]) -> wiring.Component:
     p = engine.params
+    if p.get("style") == "serial":
+        return WindowAvgSerial(
+            payload_shape(streams[engine.inputs[0]].dtype),
+            payload_shape(streams[engine.outputs[0]].dtype), rows=p["rows"],
+            window=p["window"], channels=p["channels"], x_min=p["x_min"],
+            fixed_table=p["fixed_table"], count_index=p["count_index"],
+            thresholds=p["thresholds"], lo=p["lo"], sum_bits=p["sum_bits"])
     return WindowAvg(payload_shape(streams[engine.inputs[0]].dtype),
                      payload_shape(streams[engine.outputs[0]].dtype), rows=p["rows"],
                      window=p["window"], channels=p["channels"], x_min=p["x_min"],

@@ -141,3 +141,61 @@ def test_window_avg_sums_on_the_thresholds():
          "y": stream("y", out_dtype, rows * channels)}
     x = np.arange(rows * channels * 8).reshape(8, -1) % hits.size  # every hit, in turn
     check(e, s, x, valid_rate=0.8, ready_rate=0.7)
+
+
+# ---- the serial threshold search (params["style"] == "serial") -----------------------------
+@pytest.mark.parametrize("dtype, window, channels, counts, sx, zx", [
+    (IntType(True, 8), 4, 2, [4], 0.0371, -3),
+    (IntType(True, 8), 9, 1, [4, 6, 9], 0.0123, 5),  # one channel; 3 window counts
+    (IntType(False, 8), 3, 3, [2, 3], 0.25, 128),  # power-of-two scale: exact ties
+])
+def test_window_avg_serial(dtype, window, channels, counts, sx, zx):
+    rng = np.random.default_rng(window * 10 + channels)
+    e, s = avg_engine(dtype, rows=5, window=window, channels=channels, counts=counts, sx=sx,
+                      zx=zx, sy=sx * 0.9, zy=(dtype.min + dtype.max) // 2 + 1, rng=rng)
+    e.params["style"] = "serial"
+    x = random_codes(rng, dtype, (3, s["x"].length))
+    x[0, :window * channels] = dtype.max
+    x[1, :window * channels] = dtype.min
+    check(e, s, x, valid_rate=0.6, ready_rate=0.5, seed=window)
+
+
+def test_window_avg_serial_of_example():
+    """The pulse CNN's pool, which the plan makes serial (255 levels: 8 probes a word)."""
+    import copy
+
+    from intflow.compiler.dataflow.fold import apply_fold
+    from intflow.hw.engines.tests.harness import example_plan
+
+    df = copy.deepcopy(example_plan("pulse_cnn1d_qdq"))  # the cached plan stays unfolded
+    apply_fold(df, "min")
+    (e,) = [e for e in df.engines if e.kind == "WindowAvg"]
+    assert e.params["style"] == "serial"  # so the registry builds WindowAvgSerial
+    x_stream = df.streams[e.inputs[0]]
+    rng = np.random.default_rng(8)
+    x = random_codes(rng, x_stream.dtype, (2, x_stream.length))
+    x[0] = x_stream.dtype.max
+    check(e, df.streams, x, valid_rate=0.9, ready_rate=0.8)
+
+
+def test_window_avg_serial_sums_on_the_thresholds():
+    """As ``test_window_avg_sums_on_the_thresholds``, through the serial search."""
+    rng = np.random.default_rng(12)
+    in_dtype, out_dtype = IntType(False, 8), IntType(True, 4)
+    levels = out_dtype.max - out_dtype.min
+    base = 1 << 23
+    thr = np.sort(rng.integers(base, base + 4000, (3, levels)), axis=1)
+    thr[0, 5:8] = thr[0, 5]
+    thr[1, -3:] = base + 10**6
+    hits = np.concatenate([thr.ravel() + d for d in (-1, 0, 1)])
+    table = np.concatenate([hits, rng.integers(base - 100, base + 4100, 256 - hits.size)])
+    rows, channels = 8, 2
+    params = {"rows": rows, "window": 1, "channels": channels, "x_min": 0,
+              "fixed_table": table, "count_index": rng.integers(0, 3, rows), "thresholds": thr,
+              "lo": out_dtype.min, "in_dtype": in_dtype, "out_dtype": out_dtype,
+              "sum_bits": IntType.fit(0, base + 10**6).bits, "style": "serial"}
+    e = Engine("WindowAvg", "t.WindowAvg", ["x"], ["y"], params)
+    s = {"x": stream("x", in_dtype, rows * channels),
+         "y": stream("y", out_dtype, rows * channels)}
+    x = np.arange(rows * channels * 8).reshape(8, -1) % hits.size
+    check(e, s, x, valid_rate=0.8, ready_rate=0.7)
