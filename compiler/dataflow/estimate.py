@@ -206,6 +206,17 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
                     FF=340 if ort else 800,
                     DSP=2 if ort else (4 if family == "ice40" else 8),
                     BRAM=(2 if family == "ice40" else 1) if ort else 0)
+    elif e.kind == "ActMatMul":
+        # one multiplier (a DSP when the operands fit it), the W buffer (k x n words) and the
+        # row buffer (k words) read combinationally: LUT RAM on ECP5, flip-flops and read
+        # multiplexers on iCE40 (no LUT RAM); not fitted to synthesis yet
+        ib = max(df.streams[s].dtype.bits for s in e.inputs)
+        ab = p["out_dtype"].bits
+        words = p["k"] * p["n"] + p["k"]
+        ram = lut_ram(words, ib, family)
+        cost.update(multipliers=1, DSP=1, memory_bits=words * ib,
+                    LUT=60 + 3 * ab + (ram or words * ib // 2),
+                    FF=40 + 2 * ab + (0 if ram else words * ib))
     elif e.kind == "Fork":
         cost.update(LUT=5, FF=10)
     else:

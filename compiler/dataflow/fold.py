@@ -109,6 +109,10 @@ def engine_cycles(e: Engine, df: Dataflow) -> int:
         return outs
     if e.kind == "Requant":
         return ins * requant_cycles_per_beat(p, p["in_dtype"].bits)
+    if e.kind == "ActMatMul":  # hw/engines/act_matmul.py: load W (once when shared), then
+        # per row of A: k loads and n columns of k MACs + 1 emit
+        loads = 1 if p["shared_w"] else p["batch"]
+        return loads * p["k"] * p["n"] + p["batch"] * p["rows"] * (p["k"] + p["n"] * (p["k"] + 1))
     return max(ins, outs)
 
 
