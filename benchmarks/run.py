@@ -534,11 +534,14 @@ def render(results: dict) -> str:
         "the fit check uses it). Cycles come from the RTL simulation (`cycles` source in "
         "results.json) unless marked.",
         "",
-        f"onnxruntime {m['onnxruntime']} CPU latency, measured in this run (int8 QDQ model, "
-        "ORT_ENABLE_ALL, one thread, median of 200 single-sample runs): "
+        f"onnxruntime {m['onnxruntime']} CPU latency, measured in the run that built each "
+        "point (int8 QDQ model, ORT_ENABLE_ALL, one thread, median of 200 single-sample runs; "
+        "the table's ORT column is the figure each point is compared with), latest: "
         + (", ".join(f"{k} {v:.1f} us" for k, v in ort["latency_us"].items()) or "-") + ".",
         "",
     ]
+    for note in results.get("notes", []):  # what a reader must know about this run
+        lines += [f"> {note}", ""]
     points = results["points"]
     for device in results["devices"]:
         rows = [p for p in points if p["device"] == device]
