@@ -11,9 +11,8 @@ Datapath (``nf = n / pe`` neuron folds, ``sf = k / simd`` synapse folds):
   a bank is released after its last read, so the next vector streams in during the compute.
 - weights: a ROM of ``nf * sf`` words of ``pe * simd`` weights, read in step with the input
   word (address ``fold * sf + s``); biases: a ROM of ``nf`` words of ``pe`` values.
-- compute: per cycle one (neuron fold, synapse fold): the memory words registered once (the
-  block RAM's output register), then ``pe * simd`` products (registered, as a DSP's output
-  register), per PE an adder tree and an accumulator of ``acc_dtype`` width,
+- compute: per cycle one (neuron fold, synapse fold): ``pe * simd`` products (registered, as a
+  DSP's output register), per PE an adder tree and an accumulator of ``acc_dtype`` width,
   loaded with the bias on the fold's first beat. Two's complement wraps, so the final sum is
   exact whenever it fits ``acc_dtype`` (the compiler proved it does).
 - output: after a neuron fold's last beat the ``pe`` sums move to a shift register that feeds
@@ -21,7 +20,7 @@ Datapath (``nf = n / pe`` neuron folds, ``sf = k / simd`` synapse folds):
   compute stalls only when the next fold finishes before the shift register has emptied.
 
 Cycles per row: ``max(k, nf * max(sf, pe))`` = ``max(k, nf * sf, n)`` (``pe`` divides ``n``);
-per inference ``rows`` times that, plus the pipeline's fill (about 4 + requant latency).
+per inference ``rows`` times that, plus the pipeline's fill (about 3 + requant latency).
 
 ROM images (``MVAU.roms``): a ROM of at least ``BRAM_MIN_DEPTH`` words and more than
 ``SMALL_MEMORY_BITS`` bits (the estimate's block-RAM rule) is *patchable*: it carries yosys'
@@ -195,27 +194,18 @@ class MVAU(wiring.Component):
         clear_mask = Mux(released, Mux(rb, 2, 1), 0)
         m.d.sync += full.eq((full | set_mask) & ~clear_mask)
 
-        # stage 1: the memories' read data; stage r: the same words registered (a block RAM's
-        # clock-to-out plus a multiplier was the critical path on ECP5; yosys can pack this
-        # register into the DP16KD's output register); stage 2: the products
         v1, first1, last1 = Signal(), Signal(), Signal()
-        vr, firstr, lastr = Signal(), Signal(), Signal()
         v2, first2, last2 = Signal(), Signal(), Signal()
-        xr = Signal(data.ArrayLayout(self.x_shape, simd))
-        wr = Signal(data.ArrayLayout(data.ArrayLayout(self.w_shape, simd), pe))
-        br = Signal(data.ArrayLayout(self.acc_shape, pe))
-        prod = [[Signal(Shape.cast((xr[s] * wr[p][s]).shape()),
+        prod = [[Signal(Shape.cast((rp_x.data[s] * rp_w.data[p][s]).shape()),
                         name=f"prod{p}_{s}") for s in range(simd)] for p in range(pe)]
         bias2 = Signal(data.ArrayLayout(self.acc_shape, pe))
         with m.If(adv):
             m.d.sync += [v1.eq(issue), first1.eq(s_i == 0), last1.eq(s_last),
-                         vr.eq(v1), firstr.eq(first1), lastr.eq(last1),
-                         xr.eq(rp_x.data), wr.eq(rp_w.data), br.eq(rp_b.data),
-                         v2.eq(vr), first2.eq(firstr), last2.eq(lastr),
-                         bias2.eq(br)]
+                         v2.eq(v1), first2.eq(first1), last2.eq(last1),
+                         bias2.eq(rp_b.data)]
             for p in range(pe):
                 for s in range(simd):
-                    m.d.sync += prod[p][s].eq(xr[s] * wr[p][s])
+                    m.d.sync += prod[p][s].eq(rp_x.data[s] * rp_w.data[p][s])
 
         acc = [Signal(self.acc_shape, name=f"acc{p}") for p in range(pe)]
         acc_next = [Signal(self.acc_shape, name=f"acc_next{p}") for p in range(pe)]
