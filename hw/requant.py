@@ -33,7 +33,8 @@ from ..compiler import requant as rq
 from .pipeline import Pipeline, stall_together
 
 __all__ = ["RequantOrt", "RequantDyadic", "requant_from_ir", "ort_datapath", "dyadic_scale",
-           "split_product", "offset_clamp", "count_leading_zeros", "clamp", "code_shape",
+           "split_product", "offset_clamp", "requant_signature", "count_leading_zeros", "clamp",
+           "code_shape",
            "ORT_STAGES", "DYADIC_SCALE_STAGES", "DYADIC_ROM", "dyadic_rom_entries"]
 
 MANT = 24  # float32 significand bits, hidden bit included
@@ -51,6 +52,12 @@ def _channel_layout(acc_shape: Shape, channels: int) -> data.StructLayout:
     if channels > 1:
         fields["channel"] = unsigned(max(1, (channels - 1).bit_length()))
     return data.StructLayout(fields)
+
+
+def requant_signature(acc_shape: Shape, channels: int, out_shape: Shape) -> dict:
+    """The ports every requant unit has: ``i`` carries ``{acc[, channel]}``, ``o`` ``{y}``."""
+    return {"i": In(stream.Signature(_channel_layout(acc_shape, channels))),
+            "o": Out(stream.Signature(data.StructLayout({"y": out_shape})))}
 
 
 def count_leading_zeros(x: Value) -> Value:
@@ -154,10 +161,7 @@ class RequantOrt(wiring.Component):
         self.channels = len(self.mant)
         self.zero_point, self.lo, self.hi = int(zero_point), int(lo), int(hi)
         self.out_shape = code_shape(lo, hi)
-        super().__init__({
-            "i": In(stream.Signature(_channel_layout(self.acc_shape, self.channels))),
-            "o": Out(stream.Signature(data.StructLayout({"y": self.out_shape}))),
-        })
+        super().__init__(requant_signature(self.acc_shape, self.channels, self.out_shape))
 
     def elaborate(self, platform):
         m = Module()
@@ -286,10 +290,7 @@ class RequantDyadic(wiring.Component):
         self.channels = len(self.m0)
         self.zero_point, self.lo, self.hi = int(zero_point), int(lo), int(hi)
         self.out_shape = code_shape(lo, hi)
-        super().__init__({
-            "i": In(stream.Signature(_channel_layout(self.acc_shape, self.channels))),
-            "o": Out(stream.Signature(data.StructLayout({"y": self.out_shape}))),
-        })
+        super().__init__(requant_signature(self.acc_shape, self.channels, self.out_shape))
 
     def elaborate(self, platform):
         m = Module()

@@ -33,12 +33,11 @@ multipliers come from a small LUT ROM indexed by the channel latched at accept.
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, memory, wiring
 
 from ..compiler.dataflow.fold import SERIAL_MAX_CAP_BITS, SERIAL_MAX_SHIFT
 from ..compiler.dataflow.fold import serial_requant_cycles as serial_cycles
-from .requant import MANT, _channel_layout, clamp, code_shape, ort_rom_entries
+from .requant import MANT, clamp, code_shape, ort_rom_entries, requant_signature
 
 __all__ = ["RequantOrtSerial", "serial_cycles", "SERIAL_MAX_SHIFT"]
 
@@ -71,10 +70,7 @@ class RequantOrtSerial(wiring.Component):
         self.cycles_per_beat = serial_cycles(self.mag_bits, radix)
         self.latency = self.cycles_per_beat - 1  # accept to o.valid, worst case
         self.out_shape = code_shape(lo, hi)
-        super().__init__({
-            "i": In(stream.Signature(_channel_layout(self.acc_shape, self.channels))),
-            "o": Out(stream.Signature(data.StructLayout({"y": self.out_shape}))),
-        })
+        super().__init__(requant_signature(self.acc_shape, self.channels, self.out_shape))
 
     def elaborate(self, platform):
         m = Module()
