@@ -49,6 +49,11 @@ def _codes(shape: Shape) -> np.ndarray:
     return idx
 
 
+def add_signature(a_shape: Shape, b_shape: Shape, out_shape: Shape) -> dict:
+    """The ports of both Add units: ``i`` carries ``{a, b}``, ``o`` ``{y}``."""
+    return {"i": In(stream.Signature(data.StructLayout({"a": a_shape, "b": b_shape}))),
+            "o": Out(stream.Signature(data.StructLayout({"y": out_shape})))}
+
 class EltwiseAddOrt(wiring.Component):
     """``y = add_ort(a, b)`` with the IR ``Add`` node's ``ort`` attributes (``ra``, ``rb``,
     ``fix`` as float32 (mantissa, exponent) pairs, ``order``, ``lo``, ``hi``).
@@ -88,11 +93,7 @@ class EltwiseAddOrt(wiring.Component):
         bound = (l_max * m_l << self.shift_l) + max(abs(t) for t in self.table)
         self.sum_shape = signed(bound.bit_length() + 1)
         self.table_shape = signed(max(abs(t) for t in self.table).bit_length() + 1)
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"a": self.a_shape,
-                                                        "b": self.b_shape}))),
-            "o": Out(stream.Signature(data.StructLayout({"y": self.out_shape}))),
-        })
+        super().__init__(add_signature(self.a_shape, self.b_shape, self.out_shape))
 
     def elaborate(self, platform):
         m = Module()
@@ -125,11 +126,7 @@ class EltwiseAddDyadic(wiring.Component):
         self.a_shape, self.b_shape = Shape.cast(a_shape), Shape.cast(b_shape)
         self.attrs = dict(attrs)
         self.out_shape = code_shape(attrs["lo"], attrs["hi"])
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"a": self.a_shape,
-                                                        "b": self.b_shape}))),
-            "o": Out(stream.Signature(data.StructLayout({"y": self.out_shape}))),
-        })
+        super().__init__(add_signature(self.a_shape, self.b_shape, self.out_shape))
 
     def elaborate(self, platform):
         m = Module()
