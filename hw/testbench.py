@@ -17,7 +17,20 @@ from amaranth import Shape
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-__all__ = ["pack", "unpack", "run_stream", "run_lanes", "StreamRun"]
+__all__ = ["pack", "unpack", "run_clocked", "run_stream", "run_lanes", "StreamRun"]
+
+
+def run_clocked(dut, process, vcd: str | None = None) -> None:
+    """Run ``process`` (an amaranth simulator process) against ``dut`` under a 100 MHz clock
+    until it returns, writing a VCD when ``vcd`` names a file."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(process)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
 
 
 def pack(shape, values) -> np.ndarray:
@@ -140,14 +153,7 @@ def run_stream(dut, beats: Sequence[int], n_out: int, *, i: str = "i", o: str = 
                                          f"{n_in} beats in, {len(out)}/{n_out} out")
                 drive(cycle)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(pump)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    run_clocked(dut, pump, vcd)
     return StreamRun(out, stats["cycles"], stats["first_in"], stats["last_out"])
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth import Shape, Value
-from amaranth.sim import Simulator
 
 from ..compiler.dataflow import model
 from ..compiler.dataflow.spec import Engine, Stream
+from ..hw.testbench import run_clocked
 
 __all__ = ["StreamsRun", "run_streams", "check_engine", "to_bits", "from_bits"]
 
@@ -136,14 +136,7 @@ def run_streams(dut, inputs: Mapping[str, Sequence[int]], outputs: Mapping[str, 
                     raise AssertionError(f"timeout after {max_cycles} cycles: {state}")
                 drive(cycle)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(pump)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    run_clocked(dut, pump, vcd)
     return StreamsRun(words, stats["cycles"], beat_cycles)
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from amaranth import Value
-from amaranth.sim import Simulator
 
 from intflow.compiler import compile_model
 from intflow.compiler.dataflow.fold import mvau_cycles
@@ -29,6 +28,7 @@ from intflow.compiler.dataflow.spec import Dataflow, Engine, Stream
 from intflow.compiler.dtypes import IntType
 from intflow.compiler.edge_vectors import KINDS, edge_vectors
 from intflow.hw.engines import build
+from intflow.hw.testbench import run_clocked
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "models"
 
@@ -117,10 +117,7 @@ def pump(dut, beats: list[int], n_out: int, *, valid_rate: float, ready_rate: fl
                                          f"{n_in} words in, {len(out)}/{n_out} out")
                 drive(cycle)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(process)
-    sim.run()
+    run_clocked(dut, process)
     return out, stats["cycles"]
 
 
