@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -136,7 +135,7 @@ def plan_point(p: Point, requant: str = "ort") -> dict:
     and the design hash. Keys: fits, reason, fold_args, multipliers, estimate, predicted,
     initiation_interval, ii_bound, design_hash, equals_unconstrained_max."""
     from intflow.boards import get_target
-    from intflow.boards.build import elaborate, toolchain_versions
+    from intflow.boards.build import cache_key, elaborate, toolchain_versions
     from intflow.boards.fit import WRAPPER, device_budget
     from intflow.compiler.dataflow.estimate import estimate, requant_cost
     from intflow.compiler.dataflow.fold import apply_fold, engine_cycles, mvaus
@@ -201,17 +200,9 @@ def plan_point(p: Point, requant: str = "ort") -> dict:
                          clock_mhz=DEVICES[p.device])
     options = {"point": p.key, "requant": requant, "seed": SEED, "baud": BAUD,
                "clock_mhz": DEVICES[p.device], "fold_args": info["fold_args"]}
-    info["design_hash"] = design_hash(files, toolchain_versions(target.family), options)
+    # the build cache's key: a SHA-256 of the elaborated files, tool versions and options
+    info["design_hash"] = cache_key(files, toolchain_versions(target.family), options)
     return info
-
-
-def design_hash(files: dict[str, str], versions: dict[str, str], options: dict) -> str:
-    """SHA-256 of the elaborated design files, the tool versions and the build options."""
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(name.encode() + b"\0" + files[name].encode() + b"\0")
-    h.update(json.dumps({"versions": versions, "options": options}, sort_keys=True).encode())
-    return h.hexdigest()
 
 
 HASH_FILE = "design_hash.txt"
