@@ -54,3 +54,39 @@ def test_float_epilogue_equals_onnxruntime(tmp_path, op):
     from intflow.compiler import IntGraph, reference
     again = reference.run(IntGraph.load(tmp_path / "ir"), {"x": x})["y"]
     assert np.array_equal(again, want)
+
+
+@pytest.mark.parametrize("tail", ["maxpool", "maxpool_gap_q"])
+def test_clip_bound_beyond_every_code_then_float_pool(tmp_path, tail):
+    """Clip(0, 6) of codes that reach only 0.22 is exact (the 6 clamps nothing), and the
+    float MaxPool after it pools the codes (fuzz-268d2c295b4c: this was refused)."""
+    inits = [nh.from_array(np.float32(0.00177), "s"), nh.from_array(np.uint8(128), "z"),
+             nh.from_array(np.float32(0.0), "lo"), nh.from_array(np.float32(6.0), "hi"),
+             nh.from_array(np.float32(0.00104), "s2"), nh.from_array(np.uint8(128), "z2")]
+    nodes = [h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             h.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             h.make_node("Clip", ["d", "lo", "hi"], ["c"]),
+             h.make_node("MaxPool", ["c"], ["y" if tail == "maxpool" else "p"],
+                         kernel_shape=[2], strides=[1])]
+    out_shape = ["N", C, 7]
+    if tail != "maxpool":
+        nodes += [h.make_node("GlobalAveragePool", ["p"], ["g"]),
+                  h.make_node("QuantizeLinear", ["g", "s2", "z2"], ["gq"]),
+                  h.make_node("DequantizeLinear", ["gq", "s2", "z2"], ["y"])]
+        out_shape = ["N", C, 1]
+    g = h.make_graph(nodes, "clip_pool", [h.make_tensor_value_info("x", T.FLOAT, ["N", C, 8])],
+                     [h.make_tensor_value_info("y", T.FLOAT, out_shape)], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    x = np.random.default_rng(1).uniform(-0.3, 0.3, (200, C, 8)).astype(np.float32)
+    design = intflow.compile(path)
+    got = design.run({"x": x})["y"]
+    want = ort.run(str(path), {"x": x})["y"]
+    if tail == "maxpool":
+        assert np.array_equal(got, want), np.flatnonzero(got != want)[:5]
+    else:
+        # onnxruntime sums in float here; intflow notes it and uses the integer pool
+        assert any("GlobalAveragePool" in n for n in design.graph.notes)
+        assert np.abs(got - want).max() <= 0.00104 * 1.0001

@@ -33,10 +33,13 @@ def _as_code_clamp(imp, node, ins, src: Codes, exact: bool = True) -> Codes | No
             continue
         c = int(host.quantize(np.array([b], np.float32), q, sample_axis=False)[0])
         v = host.dequantize(np.array([c]), q, sample_axis=False)[0]
-        if v != b:
+        lower_bound = default == q.dtype.min
+        # a bound beyond every code (Clip(0, 6) of a tensor whose codes reach only 0.22)
+        # changes no dequantised value: clamping at the extreme code is exact
+        beyond = (c == q.dtype.min and v > b) if lower_bound else (c == q.dtype.max and v < b)
+        if v != b and not beyond:
             if exact:
                 return None
-            lower_bound = default == q.dtype.min
             if lower_bound and v < b and c < q.dtype.max:
                 c += 1
             elif not lower_bound and v > b and c > q.dtype.min:

@@ -37,7 +37,8 @@ def lower(imp, node, ins):
         if has_empty_window(x.shape[2:], geometry):
             # float MaxPool gives -FLT_MAX there, i.e. the lowest code of the closing Q
             return [imp.pending_float(node, ins, shape)]
-        return [Dequant(emit_maxpool(imp, node, x.src))]
+        # onnxruntime pools the float values; what reads the result stays in float too
+        return [Dequant(emit_maxpool(imp, node, x.src), synthetic=x.synthetic)]
     if isinstance(x, (FloatOp, FloatInput)):
         # max commutes with the monotone float ops before it and with Q: pool after them
         _, shape = pool_geometry(imp, imp.attrs(node), x.shape)

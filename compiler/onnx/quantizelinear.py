@@ -88,6 +88,20 @@ def lower(imp, node, ins):
         finally:
             imp.node = node
         if float_inputs_synthetic(x):
-            imp.float_path.append(x.node.name or x.node.op_type)
+            imp.float_path.extend(_computing_nodes(x))
         return [out]
     raise imp.error("QuantizeLinear of an integer tensor is not supported")
+
+
+_LAYOUT = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+
+
+def _computing_nodes(x: FloatOp) -> list[str]:
+    """The names of the float ops in a pending chain that compute (not layout), outermost
+    last, for the float-path note: Flatten(GlobalAveragePool(...)) names the pool."""
+    names: list[str] = []
+    while isinstance(x, FloatOp):
+        if x.node.op_type not in _LAYOUT:
+            names.insert(0, x.node.name or x.node.op_type)
+        x = x.inputs[0] if x.inputs else None
+    return names
