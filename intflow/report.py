@@ -3,8 +3,8 @@
 
 Derived figures: resource utilisation, speed-up over the onnxruntime CPU latency measured in
 the same build run, the cost model's error per resource ((estimate - used) / used), and the
-Pareto front of latency against LUTs and against DSPs among the designs of the same model
-(fewer resources and lower latency are both better).
+Pareto front of latency against LUTs and against DSPs among the designs of the same model on
+the same board (fewer resources and lower latency are both better).
 
 The HTML page embeds its plots as base64 PNGs (matplotlib, Agg backend): it opens anywhere,
 offline, with no external URL.
@@ -204,6 +204,14 @@ def _cycles_error(cycles: dict) -> dict | None:
             if _is_number(est.get(k))} or None
 
 
+def pareto_groups(designs: list[Design]) -> dict[tuple[str, str], list[Design]]:
+    """The designs compared for a Pareto front: same model, same board."""
+    groups: dict[tuple[str, str], list[Design]] = {}
+    for d in designs:
+        groups.setdefault((d.model, d.report["board"]), []).append(d)
+    return groups
+
+
 def derive(designs: list[Design]) -> None:
     """Fill each design's ``derived`` dict (utilisation, speed-up, estimate errors, Pareto)."""
     for d in designs:
@@ -239,8 +247,7 @@ def derive(designs: list[Design]) -> None:
             "pareto": {},
             "layers": d.layers, "layers_source": d.layers_source,
         }
-    for model in dict.fromkeys(d.model for d in designs):
-        group = [d for d in designs if d.model == model]
+    for group in pareto_groups(designs).values():
         for k in PARETO_RESOURCES:
             front = pareto_front([(d.report["resources"][k]["used"], d.report["latency_us"])
                                   for d in group])
@@ -329,16 +336,18 @@ def format_table(designs: list[Design]) -> str:
               "MAC util: MACs / (multipliers x II). vs onnxruntime: its CPU latency / ours.",
               "est. error: the cost model's worst resource, (estimate - used) / used;",
               "  goal: LUT/FF within 15%, DSP/BRAM exact.",
-              "Pareto: on the front of latency vs LUT / vs DSP, among designs of one model."]
+              "Pareto: on the front of latency vs LUT / vs DSP, among designs of one model "
+              "on one board."]
     return "\n".join(lines)
 
 
 # ---- JSON -----------------------------------------------------------------------------------
 
 def to_json(designs: list[Design]) -> dict:
-    fronts = {}
+    fronts: dict[str, dict[str, dict[str, list[int]]]] = {}  # model -> board -> resource
     for d in designs:
-        m = fronts.setdefault(d.model, {k: [] for k in PARETO_RESOURCES})
+        m = fronts.setdefault(d.model, {}).setdefault(
+            d.report["board"], {k: [] for k in PARETO_RESOURCES})
         for k in PARETO_RESOURCES:
             if d.derived["pareto"][k]:
                 m[k].append(d.id)
@@ -375,15 +384,18 @@ def plots(designs: list[Design]) -> list[tuple[str, str, str]]:
     colors = _colors(designs)
     out = []
 
-    # latency vs LUT and vs DSP, Pareto front per model
+    # latency vs LUT and vs DSP, Pareto front per model and board (color: model, marker:
+    # board)
+    markers = dict(zip(dict.fromkeys(d.report["board"] for d in designs), "os^Dvp*hX<>"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
     lat = [d.report["latency_us"] for d in designs]
     ort = [d.report["onnxruntime_cpu_latency_us"] for d in designs
            if d.report["onnxruntime_cpu_latency_us"]]
     span = max(lat + ort) / min(lat + ort)
     for ax, k in zip(axes, PARETO_RESOURCES):
-        for model, color in colors.items():
-            group = [d for d in designs if d.model == model]
+        drawn: set[str] = set()
+        for (model, board), group in pareto_groups(designs).items():
+            color = colors[model]
             pts = [(d.report["resources"][k]["used"], d.report["latency_us"], d) for d in group]
             front = sorted((x, y) for x, y, d in pts if d.derived["pareto"][k])
             if front:
@@ -391,12 +403,13 @@ def plots(designs: list[Design]) -> list[tuple[str, str, str]]:
                         color=color, lw=1.5, alpha=0.6)
             for x, y, d in pts:
                 on = d.derived["pareto"][k]
-                ax.scatter([x], [y], s=70 if on else 45, zorder=3,
+                ax.scatter([x], [y], s=70 if on else 45, zorder=3, marker=markers[board],
                            facecolors=color if on else "white", edgecolors=color, lw=1.6)
                 ax.annotate(f"#{d.id}", (x, y), textcoords="offset points", xytext=(6, 4),
                             fontsize=9)
             ort_m = {d.report["onnxruntime_cpu_latency_us"] for d in group} - {None}
-            if ort_m:
+            if ort_m and model not in drawn:  # one onnxruntime line per model
+                drawn.add(model)
                 ax.axhline(min(ort_m), color=color, ls="--", lw=1, alpha=0.7)
                 ax.annotate(f"onnxruntime CPU ({model})", (0.01, min(ort_m)),
                             xycoords=("axes fraction", "data"), fontsize=8, color=color,
@@ -411,6 +424,9 @@ def plots(designs: list[Design]) -> list[tuple[str, str, str]]:
         ax.set_xlim(left=0)
     handles = [plt.Line2D([], [], marker="o", color=c, lw=1.5, label=m)
                for m, c in colors.items()]
+    if len(markers) > 1:
+        handles += [plt.Line2D([], [], marker=mk, color="k", ls="", label=b)
+                    for b, mk in markers.items()]
     handles += [plt.Line2D([], [], marker="o", color="k", ls="", label="on the Pareto front"),
                 plt.Line2D([], [], marker="o", color="k", ls="", markerfacecolor="white",
                            label="dominated")]
@@ -419,8 +435,8 @@ def plots(designs: list[Design]) -> list[tuple[str, str, str]]:
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     out.append(("latency-vs-resources",
                 "Latency against LUTs and DSPs. Filled points and the step line: the Pareto "
-                "front of each model (no other design of that model is both smaller and "
-                "faster). Dashed: onnxruntime on the CPU.", _png(fig)))
+                "front of each model on each board (no other design of that model on that "
+                "board is both smaller and faster). Dashed: onnxruntime on the CPU.", _png(fig)))
 
     # estimate vs actual per resource
     with_est = [d for d in designs

@@ -134,6 +134,18 @@ def test_pareto_is_per_model_and_uses_latency_us(outs):
     assert p[4] == {"LUT": True, "DSP": True}  # alone for its model
 
 
+def test_pareto_is_per_board(outs, tmp_path):
+    """A design on another board is compared only with that board's designs: the dominated
+    jet MLP (#3) moved to the UP5K is alone there, so on its front."""
+    rep = json.loads(Path(outs[2], "report.json").read_text())
+    rep["board"] = "icebreaker"
+    Path(outs[2], "report.json").write_text(json.dumps(rep))
+    designs = [load(p, i) for i, p in enumerate(outs, 1)]
+    derive(designs)
+    assert designs[2].derived["pareto"] == {"LUT": True, "DSP": True}
+    assert designs[0].derived["pareto"] == {"LUT": True, "DSP": True}
+
+
 # ---- the command ----------------------------------------------------------------------------
 
 def test_table(outs, capsys):
@@ -185,8 +197,8 @@ def test_json(outs, tmp_path, capsys):
     assert d4["folding"] == "-" and d4["layers"] == []
     assert d2["layers"] == [{"name": "fc1", "cycles": 1024}, {"name": "fc2", "cycles": 2048},
                             {"name": "fc3", "cycles": 1024}, {"name": "fc4", "cycles": 160}]
-    assert j["pareto_front"] == {"jet_mlp_qdq": {"LUT": [1, 2], "DSP": [1, 2]},
-                                 "digits_cnn_qdq": {"LUT": [4], "DSP": [4]}}
+    assert j["pareto_front"] == {"jet_mlp_qdq": {"ulx3s-85f": {"LUT": [1, 2], "DSP": [1, 2]}},
+                                 "digits_cnn_qdq": {"icebreaker": {"LUT": [4], "DSP": [4]}}}
 
 
 def test_accepts_report_json_path_and_estimate_json_layers(outs, tmp_path, capsys):
