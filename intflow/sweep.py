@@ -337,6 +337,13 @@ def write_html(results: list[dict], path: str) -> int:
     return len(designs)
 
 
+def _unfinished(spec: dict, stop_after: str, status: str, reason: str) -> dict:
+    """The result of a point that did not run to its end (worker died, Ctrl-C)."""
+    return {"name": spec["name"], "point": spec["point"], "key": spec["key"],
+            "stop_after": stop_after, "status": status, "reason": reason, "cached": False,
+            "worker": "?", "log": spec["log"], "seconds": 0.0}
+
+
 def run_sweep(model: str, points: list[Point], out: str | os.PathLike,
               connect: Callable[[], contextlib.AbstractContextManager], *,
               stop_after: str = "build", samples: int = 2, pnr_seed: int = 1,
@@ -385,16 +392,31 @@ def run_sweep(model: str, points: list[Point], out: str | os.PathLike,
             doc["workers"] = len(client.scheduler_info()["workers"])
             futures = {client.submit(run_point, s, key=f"intflow-sweep-{s['key'][:16]}",
                                      pure=False, retries=0): s for s in run}
-            for fut in as_completed(list(futures)):
-                s = futures[fut]
-                try:
-                    r = fut.result()
-                except Exception as e:  # noqa: BLE001 (a worker died: this point failed)
-                    r = {"name": s["name"], "point": s["point"], "key": s["key"],
-                         "stop_after": stop_after, "status": "failed",
-                         "reason": f"{type(e).__name__}: {e}", "cached": False,
-                         "worker": "?", "log": s["log"], "seconds": 0.0}
-                record(r)
+            try:
+                for fut in as_completed(list(futures)):
+                    s = futures[fut]
+                    try:
+                        r = fut.result()
+                    except Exception as e:  # noqa: BLE001 (a worker died: this point failed)
+                        r = _unfinished(s, stop_after, "failed", f"{type(e).__name__}: {e}")
+                    record(r)
+            except KeyboardInterrupt:
+                # Ctrl-C: drop the queued tasks and stop the running ones (leaving the
+                # client's context closes the local cluster, killing its worker processes);
+                # what finished stays in OUT/ and a rerun resumes from it
+                client.cancel(list(futures), force=True)
+                for s in run:
+                    if s["name"] not in done:
+                        done[s["name"]] = _unfinished(s, stop_after, "cancelled",
+                                                      "interrupted (Ctrl-C)")
+                doc["points"] = [done[s["name"]] for s in todo if s["name"] in done]
+                doc["wall_seconds"] = round(time.perf_counter() - t0, 2)
+                doc["interrupted"] = True
+                _write_json(out / "sweep.json", doc)
+                log(f"interrupted: {sum(r['status'] == 'cancelled' for r in done.values())} "
+                    f"designs cancelled; {out / 'sweep.json'} holds the finished ones (rerun "
+                    "the same command to resume)")
+                raise
     results = [done[s["name"]] for s in todo]
     doc["wall_seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out / "sweep.json", doc)

@@ -162,6 +162,28 @@ def test_rtl_simulation_tasks_on_a_two_worker_cluster(cluster, tmp_path):
     assert all(r["cached"] for r in again)  # nullcontext: connecting would fail the test
 
 
+def test_ctrl_c_cancels_the_rest_and_a_rerun_resumes(cluster, tmp_path):
+    pts = expand(["ecp5-85f"], ["min", "auto:4"], ["ort", "dyadic"])
+
+    def interrupt(line: str) -> None:  # Ctrl-C arrives while the first result is printed
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(MLP, pts, tmp_path, _connect(cluster), stop_after="sim", code="fixed",
+                  log=interrupt)
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    status = [r["status"] for r in doc["points"]]
+    assert doc["interrupted"] is True and len(status) == 4
+    # two workers: when the first result arrives, at least one design has not started
+    assert status.count("ok") >= 1 and status.count("cancelled") >= 1
+    assert set(status) == {"ok", "cancelled"}
+    lines: list[str] = []
+    again = run_sweep(MLP, pts, tmp_path, _connect(cluster), stop_after="sim", code="fixed",
+                      log=lines.append)
+    assert all(r["status"] == "ok" for r in again)  # the cancelled ones ran, the others reused
+    assert sum(r["cached"] for r in again) == status.count("ok")
+
+
 @pytest.mark.slow
 def test_one_real_build_and_its_report(cluster, tmp_path, capsys):
     pts = expand(["ecp5-85f"], ["min"], ["dyadic"])

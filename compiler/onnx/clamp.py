@@ -87,7 +87,7 @@ def approximate_dequant(imp, v):
     (onnxruntime runs both in float): the clamp on codes, nearest codes for the bounds, as a
     synthetic dequantised value — intflow then notes the float path instead of claiming
     equality."""
-    if not (isinstance(v, FloatOp) and v.node.op_type in ("Relu", "Clip")):
+    if not (isinstance(v, FloatOp) and v.node.op_type in ("Relu", "Clip", "MaxPool")):
         return v
     inner = approximate_dequant(imp, v.inputs[0])
     if not (isinstance(inner, Dequant) and isinstance(inner.src, Codes)
@@ -95,6 +95,16 @@ def approximate_dequant(imp, v):
         return v
     saved, imp.node = imp.node, v.node
     try:
+        if v.node.op_type == "MaxPool":
+            # max commutes with the monotone clamp and DQ: pool the clamped codes (a window
+            # wholly in the padding would be -FLT_MAX in float: leave that to the error)
+            from ..ops.maxpool import has_empty_window
+            from .maxpool import emit_maxpool
+            from .pooling import pool_geometry
+            geometry, _ = pool_geometry(imp, v.attrs, inner.shape)
+            if has_empty_window(inner.shape[2:], geometry):
+                return v
+            return Dequant(emit_maxpool(imp, v.node, inner.src), synthetic=True)
         clamped = _as_code_clamp(imp, v.node, v.inputs, inner.src, exact=False)
     finally:
         imp.node = saved

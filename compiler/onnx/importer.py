@@ -211,7 +211,8 @@ class Importer:
         if self.float_path:
             self.note("onnxruntime runs these nodes in float between DequantizeLinear and "
                       "QuantizeLinear; intflow computes them with integer kernels, so they "
-                      "may differ by rounding: " + ", ".join(self.float_path))
+                      "may differ by rounding (or, where a Clip bound lies between two codes, "
+                      "by the clamp to the code inside it): " + ", ".join(self.float_path))
         if not any(n.op in ("Conv", "MatMul", "Requant", "Lut", "Add", "Mul", "AvgPool")
                    for n in self.g.nodes) and not self.g.inputs:
             raise ModelError("no quantized ops: quantize it with onnxruntime.quantization "
