@@ -136,7 +136,7 @@ def plan_point(p: Point, requant: str = "ort") -> dict:
     initiation_interval, ii_bound, design_hash, equals_unconstrained_max."""
     from intflow.boards import get_target
     from intflow.boards.build import cache_key, elaborate, toolchain_versions
-    from intflow.boards.fit import WRAPPER, device_budget
+    from intflow.boards.fit import RESOURCES, device_budget, predicted_use
     from intflow.compiler.dataflow.estimate import estimate, requant_cost
     from intflow.compiler.dataflow.fold import apply_fold, engine_cycles, mvaus
     from intflow.design import compile as compile_design
@@ -158,16 +158,16 @@ def plan_point(p: Point, requant: str = "ort") -> dict:
     df = d.dataflow()
     est = estimate(df, target.family)
     total = est["total"]
-    predicted = {r: int(total[r]) + WRAPPER[r] for r in WRAPPER}
+    predicted = predicted_use(total)
     # DSPs the MVAUs' requantisers take (the estimate's requant_cost): says why DSPs run out
     rq_dsp = sum(requant_cost(e.params.get("requant"), target.family)["DSP"] for e in mvaus(df))
     over = [f"{r} {predicted[r]:,}/{target.available[r]:,}"
             + (f" ({rq_dsp} of them in the requantisers)" if r == "DSP" and rq_dsp else "")
-            for r in WRAPPER if predicted[r] > target.available[r]]
+            for r in RESOURCES if predicted[r] > target.available[r]]
     bound = max(df.engines, key=lambda e: engine_cycles(e, df))
     info.update(
         multipliers=int(total["multipliers"]),
-        estimate={r: int(total[r]) for r in WRAPPER},
+        estimate={r: int(total[r]) for r in RESOURCES},
         predicted=predicted,
         requantizer_dsp=rq_dsp,
         initiation_interval=int(est["initiation_interval"]),

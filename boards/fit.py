@@ -23,6 +23,17 @@ RESOURCES = ("LUT", "FF", "DSP", "BRAM")
 WRAPPER = {"LUT": 310, "FF": 215, "DSP": 0, "BRAM": 1}
 
 
+def predicted_use(est_total: dict) -> dict[str, int]:
+    """What a build of a network with this estimate uses: the estimate plus the wrapper."""
+    return {r: int(est_total[r]) + WRAPPER[r] for r in RESOURCES}
+
+
+def overflows(predicted: dict[str, int], available: dict[str, int]) -> list[str]:
+    """``"LUT 6,100/5,280"`` for each resource that ``predicted`` exceeds."""
+    return [f"{r} {predicted[r]:,}/{available[r]:,}" for r in RESOURCES
+            if predicted[r] > available[r]]
+
+
 @dataclass
 class Fold:
     max_multipliers: int
@@ -86,7 +97,6 @@ def suggest_fold(df: Dataflow, target: Target, used: dict[str, int]) -> str:
     if smallest is None:
         return ("this is already the smallest folding (one multiplier per layer); choose a "
                 "larger device")
-    over = [f"{r} {smallest.predicted[r]:,}/{target.available[r]:,}" for r in RESOURCES
-            if smallest.predicted[r] > target.available[r]]
+    over = overflows(smallest.predicted, target.available)
     return (f"no folding fits: even the smallest ({smallest.multipliers} multipliers) needs "
             f"an estimated {', '.join(over)}; choose a larger device")

@@ -12,7 +12,7 @@ bitstream runs at (the constraint); ``latency_us_at_fmax`` is what the achieved 
 from __future__ import annotations
 
 from .build import RESOURCES, BuildResult
-from .fit import WRAPPER
+from .fit import predicted_use
 
 
 def make_report(*, model: str, requant: str, result: BuildResult, estimate: dict,
@@ -28,9 +28,10 @@ def make_report(*, model: str, requant: str, result: BuildResult, estimate: dict
     est_total = estimate["total"]
     # what synthesis counted includes the UART host wrapper around the network: so does the
     # estimate compared with it (boards/fit.py's measured wrapper cost)
+    predicted = predicted_use(est_total)
     resources = {r: {"used": int(result.resources[r]["used"]),
                      "available": int(result.resources[r]["available"]),
-                     "estimate": int(est_total[r]) + WRAPPER[r]} for r in RESOURCES}
+                     "estimate": predicted[r]} for r in RESOURCES}
     for extra in sorted(set(result.resources) - set(RESOURCES)):  # iCE40 logic cells
         resources[extra] = dict(result.resources[extra])
     multipliers = int(est_total["multipliers"])

@@ -12,6 +12,7 @@ import numpy as np
 
 from .compiler import REQUANT_MODES
 from .compiler.errors import ModelError
+from .rtl_check import rtl_cycles
 
 DESCRIPTION = """\
 intflow compiles a quantized ONNX model (onnxruntime QDQ or QOperator, MatMulInteger /
@@ -203,39 +204,6 @@ def _build_parsers(sub) -> None:
                    help="skip the RTL simulation: cycles come from the cost model")
 
 
-def _rtl_cycles(d, df, est: dict, samples: int = 3) -> tuple[dict, bool | None]:
-    """Latency and II from the network's RTL under cocotb, and whether its outputs equal the
-    reference; the cost model's figures (and None) when the simulator is missing."""
-    from .check import random_inputs
-    from .compiler import reference
-    try:
-        from .sim.network import SimulationError, run_graph
-    except ImportError as e:
-        print(f"note: no RTL simulation ({e}); cycles are the cost model's")
-        return {"latency": est["latency_estimate"],
-                "initiation_interval": est["initiation_interval"], "source": "estimate"}, None
-    feeds = reference.to_codes(d.graph, random_inputs(d.graph, samples, seed=0))
-    t0 = time.perf_counter()
-    try:
-        outs, res = run_graph(df, d.graph, feeds, stall=0.0)
-    except SimulationError as e:
-        raise ModelError(f"the RTL simulation failed: {e}", file=d.model_path) from None
-    want = reference.run_codes(d.graph, feeds)
-    ok = all(np.array_equal(outs[k], want[k]) for k in outs)
-    lat = [int(v) for v in res.latency if v >= 0]
-    print(f"  RTL simulation ({res.engine}, {samples} samples): latency {min(lat):,} cycles, "
-          f"II {res.initiation_interval:,}; outputs {'equal' if ok else 'DIFFER from'} the "
-          f"reference ({time.perf_counter() - t0:.1f} s)")
-    for k in outs:  # name the first differing element (sample first, then the IR index)
-        bad = np.argwhere(outs[k] != want[k])
-        if bad.size:
-            i = tuple(bad[0].tolist())
-            print(f"  {k}: {len(bad)} of {want[k].size} elements differ; first at {i}: RTL "
-                  f"{outs[k][i]}, reference {want[k][i]}")
-    return {"latency": min(lat), "initiation_interval": res.initiation_interval,
-            "source": f"rtl-simulation ({res.engine})"}, ok
-
-
 def cmd_build(a) -> int:
     import json
     import shutil
@@ -292,7 +260,7 @@ def cmd_build(a) -> int:
                           "initiation_interval": est["initiation_interval"],
                           "source": "estimate"}, None
     else:
-        cycles, rtl_ok = _rtl_cycles(d, df, est)
+        cycles, rtl_ok = rtl_cycles(d, df, est)
     ort_us = ort.latency_us(a.model, random_inputs(d.graph, 1, seed=0))
     link = Link.from_dataflow(df, a.baud).to_json()
     fold = {e.name: {"pe": e.params["pe"], "simd": e.params["simd"]} for e in mvaus(df)}
@@ -355,7 +323,7 @@ def cmd_update_weights(a) -> int:
           f"(no place and route)")
     ok = None
     if not a.no_sim:
-        _, ok = _rtl_cycles(r.design, r.df, estimate(r.df, r.report["family"]))
+        _, ok = rtl_cycles(r.design, r.df, estimate(r.df, r.report["family"]))
     r.report["rtl_matches_reference"] = ok
     (r.out / "report.json").write_text(json.dumps(r.report, indent=1) + "\n")
     print(f"wrote {r.out}/report.json ({time.perf_counter() - t0:.1f} s in all)")

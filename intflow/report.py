@@ -17,14 +17,13 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .compiler.errors import ModelError
+from .files import write_text_atomic
 
 RESOURCES = ("LUT", "FF", "DSP", "BRAM")
 PARETO_RESOURCES = ("LUT", "DSP")
@@ -723,23 +722,6 @@ measured in the same build run.</div>
 
 # ---- command --------------------------------------------------------------------------------
 
-def _write(path: str, text: str) -> None:
-    """Atomically: the file appears whole or not at all."""
-    p = Path(path)
-    if p.is_dir():
-        raise ModelError("is a directory; give a file name", file=path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=p.absolute().parent, prefix=f".{p.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a report is for sharing
-        os.replace(tmp, p)
-    except OSError as e:
-        raise ModelError(f"cannot write it: {e.strerror or e}", file=path) from None
-
-
 def run(paths: Sequence[str], html_path: str | None = None,
         json_path: str | None = None) -> list[Design]:
     """Read every report, print the table, write the JSON and HTML asked for."""
@@ -747,9 +729,9 @@ def run(paths: Sequence[str], html_path: str | None = None,
     derive(designs)
     print(format_table(designs))
     if json_path:
-        _write(json_path, json.dumps(to_json(designs), indent=1) + "\n")
+        write_text_atomic(json_path, json.dumps(to_json(designs), indent=1) + "\n")
         print(f"wrote {json_path}")
     if html_path:
-        _write(html_path, render_html(designs))
+        write_text_atomic(html_path, render_html(designs))
         print(f"wrote {html_path} (open it in a browser)")
     return designs

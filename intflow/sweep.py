@@ -46,6 +46,7 @@ from importlib import util as importlib_util
 from pathlib import Path
 
 from .compiler.errors import ModelError
+from .files import write_text_atomic
 
 STAGES = ("estimate", "sim", "build")
 FINISHED = ("ok", "pruned")  # results a later run reuses; "failed"/"does not fit" are retried
@@ -166,11 +167,12 @@ def _stages(spec: dict, result: dict, log: Path) -> None:
     import argparse
 
     from .boards import get_target
-    from .boards.fit import RESOURCES, WRAPPER, device_budget
-    from .cli import _rtl_cycles, cmd_build
+    from .boards.fit import RESOURCES, device_budget, overflows, predicted_use
+    from .cli import cmd_build
     from .compiler.dataflow.estimate import estimate
     from .design import compile as compile_design
     from .host import Link
+    from .rtl_check import rtl_cycles
 
     target = get_target(spec["board"])
     fold, max_mult = fold_options(spec["fold"])
@@ -184,15 +186,13 @@ def _stages(spec: dict, result: dict, log: Path) -> None:
             d.max_multipliers = f.max_multipliers
     df = d.dataflow()
     est = estimate(df, target.family)
-    # the fit check of boards/fit.py: the estimate plus the UART host wrapper
-    predicted = {r: int(est["total"][r]) + WRAPPER[r] for r in RESOURCES}
+    predicted = predicted_use(est["total"])  # as boards/fit.py: plus the UART wrapper
     result["estimate"] = {"multipliers": int(est["total"]["multipliers"]),
                           "initiation_interval": int(est["initiation_interval"]),
                           "latency": int(est["latency_estimate"]), "macs": int(est["macs"]),
                           "predicted": predicted, "available": dict(target.available),
                           "fold": d.fold, "max_multipliers": d.max_multipliers}
-    over = [f"{r} {predicted[r]:,}/{target.available[r]:,}" for r in RESOURCES
-            if predicted[r] > target.available[r]]
+    over = overflows(predicted, target.available)
     if over:
         result["status"] = "pruned"
         result["reason"] = f"estimate does not fit {target.device}: {', '.join(over)}"
@@ -207,7 +207,7 @@ def _stages(spec: dict, result: dict, log: Path) -> None:
         result["status"] = "ok"
         return
     if spec["stop_after"] == "sim":
-        cycles, same = _rtl_cycles(d, df, est, samples=spec["samples"])
+        cycles, same = rtl_cycles(d, df, est, samples=spec["samples"])
         result["sim"] = {**cycles, "rtl_matches_reference": same, "samples": spec["samples"]}
         if same is None:
             result.update(status="failed", reason="no RTL simulator (see the log)")
@@ -319,9 +319,7 @@ def _reusable(spec: dict) -> dict | None:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(doc, indent=1) + "\n")
 
 
 def write_html(results: list[dict], path: str) -> int:
@@ -333,7 +331,7 @@ def write_html(results: list[dict], path: str) -> int:
         return 0
     designs = [report.load(f, i) for i, f in enumerate(files, start=1)]
     report.derive(designs)
-    report._write(path, report.render_html(designs))
+    write_text_atomic(path, report.render_html(designs))
     return len(designs)
 
 

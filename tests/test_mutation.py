@@ -3,7 +3,7 @@ test helpers is fed one corrupted element — an expected value, or an RTL outpu
 must report the failure with that element's index.
 
 Paths: ``intflow run --compare`` (``cli._compare``), ``intflow check`` (``check.check``,
-``format_rows``), ``intflow build``'s RTL check (``cli._rtl_cycles``), the engine harness
+``format_rows``), ``intflow build``'s RTL check (``rtl_check.rtl_cycles``), the engine harness
 (``hw/engines/tests/harness.check``, random and edge-vector runs), the multi-stream engine
 bench (``sim/amaranth_bench.check_engine``), the cocotb scoreboard (``sim/check_stream.py``,
 ``sim/stream.Scoreboard``), and the test helpers (``ortcheck.assert_exact``,
@@ -24,7 +24,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 import intflow
-from intflow import cli
+from intflow import cli, rtl_check
 from intflow.compiler import reference
 from intflow.compiler.dataflow import model as dataflow_model
 from intflow.compiler.edge_vectors import KINDS
@@ -81,7 +81,7 @@ def test_check_names_the_index(mlp, monkeypatch, capsys):
 
 
 def test_build_rtl_check_names_the_index(monkeypatch, capsys):
-    """``intflow build``'s RTL check (``_rtl_cycles``) on a corrupted RTL output word."""
+    """``intflow build``'s RTL check (``rtl_check.rtl_cycles``) on a corrupted RTL output word."""
     import intflow.sim.network as simnet
     from intflow.compiler.dataflow.estimate import estimate
     d = intflow.compile(MODEL)
@@ -95,7 +95,7 @@ def test_build_rtl_check_names_the_index(monkeypatch, capsys):
         return {k: corrupt(v, (1, 0, 3)) for k, v in outs.items()}, res
 
     monkeypatch.setattr(simnet, "run_graph", mutated)
-    _, ok = cli._rtl_cycles(d, df, estimate(df, "ice40"), samples=2)
+    _, ok = rtl_check.rtl_cycles(d, df, estimate(df, "ice40"), samples=2)
     out = capsys.readouterr().out
     assert ok is False and "DIFFER" in out
     (name,) = seen
