@@ -6,17 +6,19 @@ from .base import Op
 from .clamp import Clamp
 from .conv import Conv
 from .globalavgpool import GlobalAvgPool
+from .layernorm import LayerNorm
 from .layout import Concat, Reshape, Transpose
 from .lut import Lut
 from .matmul import MatMul
 from .maxpool import MaxPool
 from .mul import Mul
 from .requant import Requant
+from .softmax import Softmax
 
 OPS: dict[str, type[Op]] = {
     op.name: op
-    for op in (Add, AvgPool, Clamp, Concat, Conv, GlobalAvgPool, Lut, MatMul, MaxPool, Mul,
-               Requant, Reshape, Transpose)
+    for op in (Add, AvgPool, Clamp, Concat, Conv, GlobalAvgPool, LayerNorm, Lut, MatMul, MaxPool,
+               Mul, Requant, Reshape, Softmax, Transpose)
 }
 
 __all__ = ["OPS", "Op"]
