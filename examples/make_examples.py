@@ -107,12 +107,14 @@ def build_net(kind: str):
             return self.fc(self.gap(x).flatten(1))
 
     class PulseCNN1d(nn.Module):
-        def __init__(self):
+        def __init__(self, pool: str = "avg"):
             super().__init__()
             self.conv1 = nn.Conv1d(1, 8, 5)  # 64 -> 60
             self.conv2 = nn.Conv1d(8, 16, 3, stride=2)  # 60 -> 29
             self.conv3 = nn.Conv1d(16, 16, 3, dilation=2)  # 29 -> 25
-            self.pool = nn.AvgPool1d(2)  # 25 -> 12
+            # 25 -> 12; max pooling for the iCE40 variant: onnxruntime's windowed AveragePool
+            # runs a float32 sequence whose exact emulation costs 9 of the UP5K's 30 blocks
+            self.pool = nn.AvgPool1d(2) if pool == "avg" else nn.MaxPool1d(2)
             self.fc1 = nn.Linear(16 * 12, 32)
             self.fc2 = nn.Linear(32, 2)
 
@@ -138,7 +140,7 @@ def build_net(kind: str):
             return self.fc4(x)
 
     nets = {"digits_mlp": DigitsMLP, "digits_cnn": DigitsCNN, "pulse_cnn1d": PulseCNN1d,
-            "jet_mlp": JetMLP}
+            "pulse_cnn1d_max": lambda: PulseCNN1d(pool="max"), "jet_mlp": JetMLP}
     return nets[kind]()
 
 
@@ -376,6 +378,7 @@ TRAIN = {
     "digits_mlp": dict(epochs=60, lr=1e-2, batch=64, weight_decay=1e-4),
     "digits_cnn": dict(epochs=60, lr=1e-2, batch=64, weight_decay=1e-4),
     "pulse_cnn1d": dict(epochs=25, lr=5e-3, batch=128, weight_decay=1e-4),
+    "pulse_cnn1d_max": dict(epochs=25, lr=5e-3, batch=128, weight_decay=1e-4),
     "jet_mlp": dict(epochs=30, lr=5e-3, batch=256, weight_decay=1e-4),
 }
 
@@ -405,6 +408,14 @@ EXAMPLES = [
         "PulseDL-II style: 64-sample bi-exponential detector pulses -> [amplitude, t0/32]; "
         "Conv1d(1,8,k5)+ReLU, Conv1d(8,16,k3,s2)+ReLU, Conv1d(16,16,k3,d2)+ReLU, AvgPool1d(2), "
         "Linear(192->32)+ReLU, Linear(32->2).",
+    ),
+    Example(
+        "pulse_cnn1d_max_qdq", "pulse_cnn1d_max", "pulses", "regression", "waveform", "amp_t0",
+        QuantSettings("QDQ", per_channel=True, activation_type="QInt8",
+                      extra_options={"ActivationSymmetric": False}),
+        "the pulse CNN for the iCE40 UP5K: as pulse_cnn1d_qdq with MaxPool1d(2) in place of "
+        "AvgPool1d(2) (onnxruntime's windowed AveragePool is a float32 sequence whose exact "
+        "emulation takes 9 of the UP5K's 30 block RAMs).",
     ),
     Example(
         "jet_mlp_qdq", "jet_mlp", "jets", "classification", "features", "logits",
