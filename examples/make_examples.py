@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import jets  # noqa: E402
 import pulses  # noqa: E402
+from digits import digits_split  # noqa: E402
 
 MODELS_DIR = HERE / "models"
 DATA_DIR = HERE / "data"
@@ -46,18 +47,6 @@ MAX_MODEL_BYTES = 500_000
 
 # --------------------------------------------------------------------------------------------
 # data
-
-
-def digits_split(seed: int):
-    """scikit-learn digits scaled to [0, 1]; ``N_HELDOUT`` held-out samples, the rest train."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)
-    y = d.target.astype(np.int64)
-    perm = np.random.default_rng(seed).permutation(len(x))
-    test, train = perm[:N_HELDOUT], perm[N_HELDOUT:]
-    return (x[train], y[train]), (x[test], y[test])
 
 
 def jets_split(seed: int):

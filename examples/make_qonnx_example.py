@@ -27,6 +27,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from digits import digits_split  # noqa: E402
+
 ROOT = HERE.parent
 STEM = "digits_mlp_w4_qonnx"
 MODEL = HERE / "models" / f"{STEM}.onnx"
@@ -35,18 +39,6 @@ SEED = 0
 N_HELDOUT = 256
 EPOCHS = 200
 MAX_MODEL_BYTES = 50_000
-
-
-def digits_split(seed: int):
-    """scikit-learn digits scaled to [0, 1]; N_HELDOUT held-out samples (as make_examples)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)
-    y = d.target.astype(np.int64)
-    perm = np.random.default_rng(seed).permutation(len(x))
-    test, train = perm[:N_HELDOUT], perm[N_HELDOUT:]
-    return (x[train], y[train]), (x[test], y[test])
 
 
 def float_mlp():
