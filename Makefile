@@ -60,6 +60,7 @@ lint: $(STAMP)
 examples: $(STAMP)
 	$(PY) -m pip install -q -e '.[examples]'
 	$(PY) examples/make_examples.py
+	$(PY) examples/make_transformer_example.py
 	$(PY) examples/make_qonnx_example.py
 
 # the benchmark suite (issue 7): every example model x fold x device, built one at a time

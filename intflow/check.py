@@ -133,6 +133,9 @@ def check(model: str, g: IntGraph, inputs: dict[str, np.ndarray]) -> tuple[list[
     has_oracle = oracle_model != base
     rows = []
     ok = True
+    # ops the importer noted as computed in float by onnxruntime (integer Softmax/LayerNorm,
+    # ...): their differences are "float path" in the integer session too
+    float_noted = any("in float between DequantizeLinear" in n for n in g.notes)
     with tempfile.TemporaryDirectory() as tmp:
         opath = str(Path(tmp) / "oracle.onnx")
         if has_oracle:
@@ -141,7 +144,8 @@ def check(model: str, g: IntGraph, inputs: dict[str, np.ndarray]) -> tuple[list[
             theirs = ort.run(model, inputs, level=level, int8_allowed=int8)
             oracle = ort.run(opath, inputs, level=level, int8_allowed=int8) if has_oracle \
                 else None
-            counts = classify(ours, theirs, oracle, steps, (level, int8) == INTEGER_SESSION)
+            counts = classify(ours, theirs, oracle, steps,
+                              (level, int8) == INTEGER_SESSION and not float_noted)
             total = sum(v.size for v in theirs.values())
             rows.append({"session": f"ORT_ENABLE_{level.upper()}" if level != "disable"
                          else "ORT_DISABLE_ALL", "qdqisint8allowed": int8, "elements": total,

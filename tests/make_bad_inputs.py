@@ -231,7 +231,7 @@ def _varint_after(data: bytes, tag: int) -> int:
 
 
 def append_softmax(m: onnx.ModelProto) -> onnx.ModelProto:
-    """y -> Softmax -> probs: a QDQ model whose last op intflow has no lowering for."""
+    """y -> Softmax -> probs: a float Softmax at the output, closed by no QuantizeLinear."""
     m = _copy(m)
     out = m.graph.output[0]
     m.graph.node.append(helper.make_node("Softmax", [out.name], ["probs"], name="softmax",
@@ -587,7 +587,8 @@ def build(root: Path) -> dict[str, dict]:
 
     # ---- unsupported ops -------------------------------------------------------------------
     c.compile("unsupported_softmax", c.write("unsupported_softmax.onnx", append_softmax(mlp)),
-              "node 'softmax' (Softmax): unsupported op Softmax; intflow supports: ")
+              "graph output 'probs' is the float result of Softmax 'softmax'; intflow "
+              "needs a QuantizeLinear")
     c.compile("unsupported_custom_domain", c.write("unsupported_custom_domain.onnx",
                                                    insert_custom_op(mlp)),
               "unsupported op com.example.Frobnicate; intflow supports: ")

@@ -7,8 +7,10 @@ from . import (  # noqa: F401  (imported for their registrations)
     conv,
     dequantizelinear,
     float_island,
+    gelu,
     gemm,
     integer_ops,
+    layernorm,
     layout,
     matmul,
     maxpool,
@@ -22,6 +24,7 @@ from . import (  # noqa: F401  (imported for their registrations)
     qonnx_trunc,
     quantizelinear,
     shape,
+    softmax,
     unary,
 )
 from .importer import Importer

@@ -64,6 +64,92 @@ def mlas_logistic(v: np.ndarray) -> np.ndarray:
     return np.maximum(np.float32(0), r)
 
 
+# MLAS's erf (onnxruntime/core/mlas/lib/erf.cpp, MlasErfConstants), as its AVX2/FMA3 kernel
+# (x86_64/ErfKernelFma3.S) computes it: |x| clamped to 3.925 (3.725 in older releases; 3.925
+# matches onnxruntime 1.32 bit for bit); below 0.921875 an odd polynomial in x^2, from there
+# 1 - exp(-poly(|x|)) with MLAS's own exp (2^round(r) * polynomial); the sign copied.
+ERF_UPPER, ERF_SPLIT = np.float32(3.925), np.float32(0.921875)
+ERF_SMALL = [np.float32(v) for v in (-5.99104969e-4, 4.99339588e-3, -2.67667342e-2,
+                                     1.12818025e-1, -3.76124859e-1, 1.28379151e-1)]
+ERF_BIG = [np.float32(v) for v in (1.72948930e-5, -3.83208680e-4, 3.88393435e-3,
+                                   -2.42545605e-2, 1.06777847e-1, 6.34846687e-1,
+                                   1.28717512e-1)]
+EXP_LOWER, EXP_LOG2R = np.float32(-88.3762626647949), np.float32(1.44269504088896341)
+EXP_LOG2_HI, EXP_LOG2_LO = np.float32(-6.93145752e-1), np.float32(-1.42860677e-6)
+EXP_P = [np.float32(v) for v in (1.38319808e-3, 8.37550033e-3, 4.16689515e-2, 1.66664466e-1,
+                                 4.99999851e-1, 1.0, 1.0)]
+EXP_C = np.float32(1.25829120e+7)  # 1.5 * 2^23: fma(log2e, x, C) - C rounds to an integer
+
+
+def _horner(coefs: list[np.float32], x: np.ndarray) -> np.ndarray:
+    """((c0 x + c1) x + c2) ... with one fma per step (vfmadd213ps)."""
+    r = np.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        r = _fma(r, x, np.full_like(x, c))
+    return r
+
+
+def mlas_erf(v: np.ndarray) -> np.ndarray:
+    """onnxruntime's Erf (MlasComputeErf, FMA3 kernel) in exact float32 steps."""
+    v = np.asarray(v, np.float32)
+    a = np.minimum(np.abs(v), ERF_UPPER)
+    small = ~(ERF_SPLIT <= a)  # vcmpleps: the boundary itself takes the big branch
+    out = np.zeros_like(a)
+    if small.any():
+        x = a[small]
+        s = (x * x).astype(np.float32)
+        out[small] = _fma(_horner(ERF_SMALL, s), x, x)
+    if (~small).any():
+        x = a[~small]
+        r = _fma(_horner(ERF_BIG, x), x, x)
+        r = np.maximum(-r, EXP_LOWER)  # exp(-r)
+        t = _fma(np.full_like(r, EXP_LOG2R), r, np.full_like(r, EXP_C))
+        t = (t - EXP_C).astype(np.float32)  # round(r / ln 2)
+        f = _fma(t, np.full_like(t, EXP_LOG2_HI), r)
+        f = _fma(t, np.full_like(t, EXP_LOG2_LO), f)
+        y = _horner(EXP_P, f)
+        y = (y * np.ldexp(np.float32(1), t.astype(np.int32)).astype(np.float32))
+        out[~small] = (np.float32(1) - y.astype(np.float32)).astype(np.float32)
+    return np.where(np.signbit(v), -out, out).astype(np.float32)
+
+
+def scalar_operand(imp, op: FloatOp) -> tuple[int, np.float32] | None:
+    """For Div/Mul/Add/Sub with one constant scalar operand: (index of the tensor operand,
+    the constant as float32); None when neither operand is a constant scalar."""
+    from .values import Const, Dequant, QConst
+    for i, v in enumerate(op.inputs[:2]):
+        if isinstance(v, Dequant) and isinstance(v.src, QConst):
+            c = imp.const(v, f"{op.node.op_type} constant")
+        elif isinstance(v, Const):
+            c = v.value
+        else:
+            continue
+        c = np.asarray(c)
+        if c.size == 1 and np.issubdtype(c.dtype, np.floating):
+            return 1 - i, np.float32(c.reshape(()))
+    return None
+
+
+def _binary_scalar(op: FloatOp, v: np.ndarray, imp) -> np.ndarray:
+    """x op c or c op x in float32 (one IEEE rounding, as onnxruntime's Eigen kernels)."""
+    found = scalar_operand(imp, op)
+    if found is None:
+        raise imp.error(f"{op.node.op_type} needs a constant scalar operand", op.node)
+    i, c = found
+    cv = np.full_like(v, c)
+    a, b = (v, cv) if i == 0 else (cv, v)
+    fn = {"Div": np.divide, "Mul": np.multiply, "Add": np.add, "Sub": np.subtract}
+    return fn[op.node.op_type](a, b, dtype=np.float32)
+
+
+def gelu_erf(v: np.ndarray) -> np.ndarray:
+    """onnxruntime's Gelu (contrib Gelu, ONNX Gelu approximate='none'): 0.5 x (1 + erf(x /
+    sqrt 2)), x * M_SQRT1_2 then MlasComputeErf, then (erf + 1) * x * 0.5, in float32."""
+    e = mlas_erf(np.multiply(v, np.float32(0.70710678118654752440), dtype=np.float32))
+    return np.multiply(np.multiply(np.float32(0.5), v, dtype=np.float32),
+                       np.add(e, np.float32(1), dtype=np.float32), dtype=np.float32)
+
+
 def apply_unary(op: FloatOp, v: np.ndarray, imp, channel_axis: int | None) -> np.ndarray:
     """Apply one float op to float32 values ``v`` (shape (C, n) when per-channel)."""
     t, a = op.node.op_type, op.attrs
@@ -81,6 +167,15 @@ def apply_unary(op: FloatOp, v: np.ndarray, imp, channel_axis: int | None) -> np
         return batchnorm(imp, op, v)
     if t in ("Identity", "Dropout"):
         return v
+    if t == "Erf":
+        return mlas_erf(v)
+    if t in ("Div", "Mul", "Add", "Sub"):
+        return _binary_scalar(op, v, imp)
+    if t == "Gelu":
+        if a.get("approximate", "none") != "none":
+            raise imp.error("Gelu approximate='tanh' is not supported (only the erf form)",
+                            op.node)
+        return gelu_erf(v)
     raise imp.error(f"no float32 model of {t} for a lookup table", op.node)
 
 
@@ -129,22 +224,32 @@ def batchnorm(imp, op: FloatOp, v: np.ndarray) -> np.ndarray:
     return np.add(np.multiply(v, new_scale, dtype=np.float32), new_bias, dtype=np.float32)
 
 
-UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "BatchNormalization", "Identity", "Dropout"}
+UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "BatchNormalization", "Identity", "Dropout",
+         "Erf", "Gelu"}
 CLAMPS = {"Relu", "Clip"}
+BINARY_SCALAR = {"Div", "Mul", "Add", "Sub"}  # unary when one operand is a constant scalar
 
 
-def unary_chain(v) -> tuple[list[FloatOp], object]:
+def unary_chain(v, imp=None) -> tuple[list[FloatOp], object]:
     """Peel unary float ops off ``v``: (ops from the leaf outwards, the leaf value)."""
     chain: list[FloatOp] = []
-    while isinstance(v, FloatOp) and v.node.op_type in UNARY:
+    while isinstance(v, FloatOp):
+        if v.node.op_type in UNARY:
+            chain.append(v)
+            v = v.inputs[0]
+            continue
+        found = scalar_operand(imp, v) if (imp is not None
+                                           and v.node.op_type in BINARY_SCALAR) else None
+        if found is None:
+            break
         chain.append(v)
-        v = v.inputs[0]
+        v = v.inputs[found[0]]
     return chain[::-1], v
 
 
 def fuse_unary(imp, op: FloatOp, q: QuantParams, qnode) -> Codes:
     """Close DQ -> unary ops -> Q as a table, or inner kernel -> Relu/Clip -> Q as a clamp."""
-    chain, leaf = unary_chain(op)
+    chain, leaf = unary_chain(op, imp)
     if isinstance(leaf, Dequant) and isinstance(leaf.src, Codes):
         src = leaf.src
         if src.q.axis is not None:
@@ -173,5 +278,5 @@ def fuse_unary(imp, op: FloatOp, q: QuantParams, qnode) -> Codes:
                     f"{type(leaf).__name__}", op.node)
 
 
-for _t in UNARY:
+for _t in UNARY | {"Div", "Sub"}:
     registry.FUSE[_t] = fuse_unary

@@ -107,6 +107,9 @@ def lower(imp, node, ins):
         return [imp.pending_float(node, ins, shape)]
     if isinstance(a, FloatOp) and isinstance(b, Const):
         return [imp.pending_float(node, ins, a.shape)]  # MatMul + float bias at an output
+    for x, c in ((a, b), (b, a)):  # a float island step: x + scalar (float_island.py)
+        if isinstance(x, (Dequant, FloatOp)) and isinstance(c, Const) and c.value.size == 1:
+            return [imp.pending_float(node, ins, x.shape)]
     raise imp.error("Add inputs must both be DequantizeLinear outputs (residual add in a QDQ "
                     "model)")
 
@@ -114,6 +117,9 @@ def lower(imp, node, ins):
 @fuses("Add")
 def fuse(imp, op, q, qnode):
     a, b = op.inputs
+    if any(isinstance(v, Const) and v.value.size == 1 for v in (a, b)):
+        from .float_island import fuse_unary
+        return fuse_unary(imp, op, q, qnode)  # DQ -> ... -> Add(scalar) -> Q: a table
     if not (isinstance(a, Dequant) and isinstance(b, Dequant)):
         raise imp.error("this Add runs in float in onnxruntime (an input is not "
                         "dequantised); not supported", op.node)

@@ -44,12 +44,18 @@ def lower(imp, node, ins):
     if pool is not None and any(isinstance(v, Const) for v in ins):
         # FINN's average pool AveragePool -> Mul(k^2) -> QONNX Trunc (qonnx_trunc.py)
         return [imp.pending_float(node, ins, pool.shape)]
+    for x, c in ((a, b), (b, a)):  # a float island step: x * scalar (float_island.py)
+        if isinstance(x, (Dequant, FloatOp)) and isinstance(c, Const) and c.value.size == 1:
+            return [imp.pending_float(node, ins, x.shape)]
     raise imp.error("Mul inputs must both be DequantizeLinear outputs")
 
 
 @fuses("Mul")
 def fuse(imp, op, q, qnode):
     a, b = op.inputs
+    if not (isinstance(a, Dequant) and isinstance(b, Dequant)):
+        from .float_island import fuse_unary
+        return fuse_unary(imp, op, q, qnode)  # DQ -> ... -> Mul(scalar) -> Q: a table
     if isinstance(a.src, QConst) and isinstance(b.src, QConst):
         raise imp.error("Mul of two constants is not supported", op.node)
     return emit_mul(imp, a.src, b.src, q, qnode.output[0])
