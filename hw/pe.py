@@ -25,7 +25,9 @@ from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..compiler.dataflow.multipliers import is_pow2_weights
 from .csd import CsdMultiplierArray
+from .lutmul import LutMultiplierArray
 from .mac import MultiplierArray
 from .pipeline import stall_together
 from .requant import RequantDyadic, RequantOrt, requant_from_ir
@@ -45,7 +47,8 @@ class ProcessingElement(wiring.Component):
     bias : (N,) integers added to each sum (``None``: 0).
     requant : a ``RequantOrt``/``RequantDyadic`` for ``acc_shape`` with 1 or N channels, or
         ``None`` to output the accumulator.
-    multiplier : ``"dsp"`` (``MultiplierArray``) or ``"csd"`` (``CsdMultiplierArray``, no DSP).
+    multiplier : ``"dsp"`` (``MultiplierArray``), ``"csd"`` (``CsdMultiplierArray``, no DSP),
+        or ``"shiftadd"``/``"pow2"`` (``lutmul.LutMultiplierArray``, no DSP).
     target : ``MultiplierArray`` target (``"generic"``, ``"ice40"``, ``"ecp5"``) for ``"dsp"``.
     """
 
@@ -74,8 +77,16 @@ class ProcessingElement(wiring.Component):
         elif multiplier == "csd":
             self.lanes = CsdMultiplierArray(simd, self.x_shape, self.rows)
             self.codes = [self.lanes.encode(r) for r in self.rows]
+        elif multiplier in ("shiftadd", "pow2"):  # hw/lutmul.py: run-time weights, no DSP
+            lo, hi = int(w.min(initial=0)), int(w.max(initial=0))
+            self.w_shape = Shape.cast(range(min(lo, -1) if lo < 0 else 0, max(hi, 1) + 1))
+            if multiplier == "pow2" and not is_pow2_weights(w):
+                raise ValueError("multiplier 'pow2' needs weights in {0, +-2^e}")
+            self.lanes = LutMultiplierArray(simd, self.x_shape, self.w_shape, multiplier)
+            self.codes = [list(r) for r in self.rows]
         else:
-            raise ValueError(f"multiplier is 'dsp' or 'csd', not {multiplier!r}")
+            raise ValueError(f"multiplier is 'dsp', 'csd', 'shiftadd' or 'pow2', not "
+                             f"{multiplier!r}")
         self.requant = requant
         if requant is not None:
             if Shape.cast(requant.acc_shape) != self.acc_shape:

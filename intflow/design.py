@@ -29,6 +29,7 @@ class Design:
     fold: str | None = None  # None/"min", "max", "auto" or a JSON file (see fold.apply_fold)
     max_multipliers: int | None = None
     target_ii: int | None = None
+    no_dsp: bool = False  # LUT multipliers and DSP-free requants (dataflow/multipliers.py)
     # cycles of the last RTL run (engine icarus/verilator): latency, II, stall, engine
     last_cycles: dict | None = field(default=None, repr=False, compare=False)
     # the last RTL run with taps: (differing edges, first in dataflow order; edges compared)
@@ -42,6 +43,9 @@ class Design:
             df = plan(self.graph)
             apply_fold(df, self.fold, max_multipliers=self.max_multipliers,
                        target_ii=self.target_ii)
+            if self.no_dsp:
+                from .compiler.dataflow.multipliers import apply_no_dsp
+                apply_no_dsp(df)
         except (PlanError, ValueError) as e:
             raise ModelError(str(e), file=self.model_path) from None
         return df
@@ -137,7 +141,7 @@ class Design:
 def compile(path: str | os.PathLike, *, requant: str = "ort",  # noqa: A001 (the API's name)
             input_shapes: Mapping[str, tuple[int, ...]] | None = None,
             fold: str | None = None, max_multipliers: int | None = None,
-            target_ii: int | None = None) -> Design:
+            target_ii: int | None = None, no_dsp: bool = False) -> Design:
     """Compile a quantized ONNX model; raises ModelError on bad input."""
     g = compile_model(str(path), requant=requant, input_shapes=dict(input_shapes or {}))
-    return Design(str(path), g, fold, max_multipliers, target_ii)
+    return Design(str(path), g, fold, max_multipliers, target_ii, no_dsp)

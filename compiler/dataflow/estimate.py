@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .fold import engine_cycles, initiation_interval
+from .multipliers import lut_multiplier_luts, mvau_multiplier
 from .spec import Dataflow, Engine
 
 # memory block sizes (bits) and widest port, DSP product width per family
@@ -91,6 +92,14 @@ def requant_cost(p: dict | None, family: str, acc_bits: int = 24) -> dict:
     else:
         lut = 367 if family == "ice40" else 530
         ff = 440 + 3 * w // 2
+    if p.get("no_dsp"):  # --no-dsp: synthesis maps the products to logic. A per-tensor
+        # multiplier is a constant (yosys reduces it to shift-adds): measured on the digits MLP
+        # (dyadic, fold min) +115 LUT (iCE40) / +165 (ECP5) per DSP it replaces. A per-channel
+        # one (from a ROM) is a whole soft multiplier, scaled from the measured u8 x s8 one
+        # (155 / 287 LUT): not fitted
+        ice = family == "ice40"
+        per = (115 if ice else 165) if _channels(p) <= 1 else (350 if ice else 650)
+        lut, dsp = lut + dsp * per, 0
     return {"LUT": lut, "FF": ff, "DSP": dsp}
 
 
@@ -120,7 +129,8 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
         wb, ib, ab = p["weight_dtype"].bits, p["in_dtype"].bits, p["acc_dtype"].bits
         depth, width = (p["n"] // pe) * (p["k"] // simd), mults * wb
         dsp_w = FAMILIES[family]["dsp_width"]
-        dsp_mult = max(ib, wb) + 1 <= dsp_w + 1
+        kind = mvau_multiplier(p)  # LUT products for low-bit/power-of-two/--no-dsp weights
+        dsp_mult = kind == "dsp" and max(ib, wb) + 1 <= dsp_w + 1
         rq = requant_cost(p["requant"], family, ab)
         addr = max(1, (depth - 1).bit_length())
         # control and address counters, then per extra SIMD lane (the input buffer's byte
@@ -128,7 +138,8 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
         # accumulator and output registers); LUT multipliers where no DSP fits. Measured
         # ECP5 (pipelined requant aside, LUT RAM aside): 141 (1 x 1), 730 (1 x 8), 938 (2 x 8)
         lut = (20 + 2 * ab + 10 * addr + (simd - 1) * 27 * ab // 10
-               + (mults - 1) * 14 * ab // 10 + (0 if dsp_mult else mults * ib * wb)
+               + (mults - 1) * 14 * ab // 10
+               + (0 if dsp_mult else mults * lut_multiplier_luts(kind, ib, wb, family))
                + lut_ram(2 * p["k"] // simd, simd * ib, family))
         ff = 60 + 3 * ab + 2 * addr + pe * (2 * ab + simd * (ib + wb)) - (ab + ib + wb)
         # weights and bias ROMs (block RAM from 16 words and 512 bits, the rule of
@@ -217,6 +228,8 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
         cost.update(multipliers=1, DSP=1, memory_bits=words * ib,
                     LUT=60 + 3 * ab + (ram or words * ib // 2),
                     FF=40 + 2 * ab + (0 if ram else words * ib))
+    elif e.kind in ("Softmax", "LayerNorm"):
+        cost.update(row_engine_cost(e, family))
     elif e.kind == "Fork":
         cost.update(LUT=5, FF=10)
     else:
@@ -227,6 +240,51 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
         for k in f:
             cost[k] += f[k]
     return cost
+
+
+def _dsps(a_bits: int, b_bits: int, family: str) -> int:
+    """DSP blocks of an a x b multiplier tiled from the family's square products."""
+    w = FAMILIES[family]["dsp_width"]
+    return math.ceil(a_bits / w) * math.ceil(b_bits / w)
+
+
+def row_engine_cost(e: Engine, family: str) -> dict:
+    """Softmax and LayerNorm (``hw/engines/softmax.py``, ``layernorm.py``): a double row buffer
+    of 2 n codes read combinationally (LUT RAM on ECP5 up to 64 words, else flip-flops and a read
+    multiplexer), ROMs in logic, one restoring divider (a subtract and compare of the
+    divisor's width, ~3 LUT a bit), the multipliers on DSP blocks, and for LayerNorm the
+    digit-by-digit square root and the adders of the products. Measured alone (yosys
+    synth_ecp5, LUT4 + 2 per CCU2C, int8 rows of 8, tests/test_transformer_rtl.py's
+    attention_tail): Softmax 278 LUT / 128 FF / 2 DSP (the exp table is mostly zero bits:
+    ~1 LUT per 32 ROM bits), LayerNorm 580 LUT / 291 FF / 5 DSP."""
+    p = e.params
+    n, ib = p["n"], p["in_dtype"].bits
+    ram = lut_ram(2 * n, ib, family)
+    buf_lut, buf_ff = (ram, 0) if ram else (n * ib, 2 * n * ib)
+    qb = p["recip_bits"]
+    if e.kind == "Softmax":
+        table = np.asarray(p["table"])[:1 << ib]
+        tb = int(table.max()).bit_length()
+        sw = (n * int(table.max())).bit_length() + 1  # S and the remainder
+        dsp = _dsps(tb, qb, family)
+        rom = table.size * tb
+        lut = 60 + rom // 32 + 3 * sw + 2 * qb + 2 * ib
+        ff = 20 + 2 * sw + qb + ib + p["out_dtype"].bits
+        return {"LUT": lut + buf_lut, "FF": ff + buf_ff, "DSP": dsp, "BRAM": 0,
+                "multipliers": 0, "memory_bits": 2 * n * ib + rom}
+    vw = 2 * p["sqrt_bits"]  # V' and the square root's registers
+    dw = p["sqrt_bits"] + 1  # D and the remainder
+    xw = ib + max(n - 1, 1).bit_length() + 2  # xc = n c - S
+    gb = max(int(np.abs(p["gamma"]).max()), 1).bit_length() + 1
+    bb = max(int(np.abs(p["bias"]).max()), 1).bit_length() + 1
+    zw = max(xw + qb - (p["attrs"]["K"] - p["attrs"]["T"] - p["attrs"]["P"]), 2)
+    dsp = (_dsps(ib, ib, family) + _dsps(xw, xw, family) + _dsps(xw, qb, family)
+           + _dsps(zw, gb, family))
+    rom = n * (gb + bb)
+    lut = 80 + rom // 12 + 5 * vw + 3 * dw + 2 * qb + 8 * xw + 2 * ib
+    ff = 30 + 3 * vw + 2 * dw + qb + 2 * xw + p["out_dtype"].bits
+    return {"LUT": lut + buf_lut, "FF": ff + buf_ff, "DSP": dsp, "BRAM": 0, "multipliers": 0,
+            "memory_bits": 2 * n * ib + rom}
 
 
 def logic_cells(total: dict, family: str) -> int:
@@ -250,7 +308,8 @@ def estimate(df: Dataflow, family: str = "ice40") -> dict:
                "cycles": engine_cycles(e, df), **c}
         if e.kind == "MVAU":
             row.update(pe=e.params["pe"], simd=e.params["simd"],
-                       macs=e.params["rows"] * e.params["k"] * e.params["n"])
+                       macs=e.params["rows"] * e.params["k"] * e.params["n"],
+                       multiplier=mvau_multiplier(e.params))
         rp = e.params.get("requant") if e.kind == "MVAU" else (
             e.params if e.kind == "Requant" else None)
         if rp is not None:  # "serial/2": the sequential unit, radix 2
@@ -270,6 +329,8 @@ def format_estimate(est: dict) -> str:
     rows = [head]
     for r in est["layers"]:
         kind = r["kind"] + (" (serial rq)" if r.get("requant", "").startswith("serial") else "")
+        if r.get("multiplier", "dsp") != "dsp":  # LUT products (compiler/dataflow/multipliers)
+            kind += f" ({r['multiplier']})"
         rows.append((r["layer"] or "-", kind, str(r.get("pe", "-")),
                      str(r.get("simd", "-")), f"{r['cycles']:,}", str(r["multipliers"] or "-"),
                      str(r["LUT"]), str(r["FF"]), str(r["DSP"]), str(r["BRAM"])))

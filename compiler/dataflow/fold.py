@@ -113,6 +113,12 @@ def engine_cycles(e: Engine, df: Dataflow) -> int:
         # per row of A: k loads and n columns of k MACs + 1 emit
         loads = 1 if p["shared_w"] else p["batch"]
         return loads * p["k"] * p["n"] + p["batch"] * p["rows"] * (p["k"] + p["n"] * (p["k"] + 1))
+    if e.kind == "Softmax":  # hw/engines/softmax.py per row: hand-over, sum, divide, emit
+        # (the next row loads meanwhile)
+        return p["rows"] * (2 * p["n"] + p["recip_bits"] + 1)
+    if e.kind == "LayerNorm":  # hw/engines/layernorm.py per row: hand-over, V', isqrt, D,
+        # divide, emit (the next row loads meanwhile)
+        return p["rows"] * (p["n"] + 3 + p["sqrt_bits"] + p["recip_bits"])
     return max(ins, outs)
 
 

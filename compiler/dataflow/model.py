@@ -113,6 +113,16 @@ def run_engine(e: Engine, xs: list[np.ndarray]) -> list[np.ndarray]:
                 parts.append(srcs[i][:, pos[i]: pos[i] + count])
                 pos[i] += count
         return [np.concatenate(parts, axis=1) if parts else np.zeros((s, 0), np.int64)]
+    if k in ("Softmax", "LayerNorm"):  # rows of n words along the tensor's last axis
+        from types import SimpleNamespace
+
+        from ..ops.layernorm import LayerNorm
+        from ..ops.softmax import Softmax
+        x = xs[0].reshape(xs[0].shape[0], p["rows"], p["n"])
+        node = SimpleNamespace(attrs=p["attrs"])
+        consts = [p["table"]] if k == "Softmax" else [p["gamma"], p["bias"]]  # stream order
+        (y,) = (Softmax if k == "Softmax" else LayerNorm).run(node, None, [x, *consts])
+        return [y.reshape(x.shape[0], -1)]
     if k == "Reorder":
         return [xs[0][:, p["read"]]]
     if k == "Fork":

@@ -395,6 +395,62 @@ class Planner:
         out_of_in = _inverse(idx)
         self.view[n.outputs[0]] = (s, out_of_in[order])
 
+    def row_stream(self, tensor: str, same_within: bool) -> tuple[str, np.ndarray]:
+        """The stream of ``tensor`` for an engine working on rows along its last axis: each
+        row's n elements contiguous in the stream (with ``same_within``, in the same order in
+        every row). The stream as it is when it already is, else a row-major Reorder (a 3-D
+        activation streams channels-last: axis 1 fastest, not the last axis)."""
+        s, order = self.view[tensor]
+        n = self.g.tensors[tensor].shape[-1]
+        blocks = order.reshape(-1, n)
+        ok = bool(np.all(blocks // n == blocks[:, :1] // n))
+        if ok and same_within:
+            ok = bool(np.all(blocks % n == blocks[:1] % n))
+        if not ok:
+            order = np.arange(order.size)
+            s = self.fetch(tensor, order)
+        return s, order
+
+    def plan_Softmax(self, n: Node, _r) -> None:
+        """Softmax engine (``hw/engines/softmax.py``); the Requant after it is its own."""
+        g = self.g
+        xt = g.tensors[n.inputs[0]]
+        s, order = self.row_stream(n.inputs[0], same_within=False)
+        row = xt.shape[-1]
+        table = np.asarray(g.const(n.inputs[1]), np.int64).ravel()
+        span = xt.dtype.max - xt.dtype.min + 1  # d = max(x) - x < the code span
+        if table.size < span or table[0] <= 0 or table.min() < 0:
+            raise PlanError(f"{n.name}: Softmax exp table ({table.size} entries) must cover "
+                            f"{span} codes, be >= 0 and have table[0] > 0")
+        used = table[:span]
+        s_min = int(used[0]) + (row - 1) * int(used.min())
+        out = self.produce(n.outputs[0], order=order)
+        self.add("Softmax", n, [s], [out], rows=xt.size // row, n=row, table=table,
+                 attrs={k: int(n.attrs[k]) for k in ("E", "F", "M")},
+                 recip_bits=quotient_bits(n.attrs["F"], s_min), in_dtype=xt.dtype,
+                 out_dtype=g.tensors[n.outputs[0]].dtype)
+
+    def plan_LayerNorm(self, n: Node, _r) -> None:
+        """LayerNorm engine (``hw/engines/layernorm.py``): gamma and B in stream order."""
+        import math
+        g = self.g
+        xt = g.tensors[n.inputs[0]]
+        s, order = self.row_stream(n.inputs[0], same_within=True)
+        row = xt.shape[-1]
+        within = order[:row] % row  # stream position j of a row holds element within[j]
+        gamma = np.broadcast_to(np.asarray(g.const(n.inputs[1]), np.int64), (row,))[within]
+        bias = np.broadcast_to(np.asarray(g.const(n.inputs[2]), np.int64), (row,))[within]
+        a = {k: int(n.attrs[k]) for k in ("T", "P", "K", "E2")}
+        # V' = (n sum c^2 - (sum c)^2) 2^2T + E2; n sum c^2 - (sum c)^2 = sum over pairs
+        # (c_i - c_j)^2 is largest with half the codes at each end: (n // 2)(n - n // 2) span^2
+        span = xt.dtype.max - xt.dtype.min
+        vp_max = (((row // 2) * (row - row // 2) * span * span) << (2 * a["T"])) + a["E2"]
+        out = self.produce(n.outputs[0], order=order)
+        self.add("LayerNorm", n, [s], [out], rows=xt.size // row, n=row, gamma=gamma,
+                 bias=bias, attrs=a, sqrt_bits=max(1, (vp_max.bit_length() + 1) // 2),
+                 recip_bits=quotient_bits(a["K"], max(math.isqrt(a["E2"]), 1)),
+                 in_dtype=xt.dtype, out_dtype=g.tensors[n.outputs[0]].dtype)
+
     def plan_AvgPool(self, n: Node, _r) -> None:
         """SlidingWindow (pads hold zx, whose xf is 0) + WindowAvg (rounded sums and
         per-count thresholds, see ``avgpool.py``)."""
@@ -450,6 +506,12 @@ class Planner:
                  count_index=np.searchsorted(counts, cnt), thresholds=thr, lo=a["lo"],
                  in_dtype=xt.dtype, out_dtype=g.tensors[n.outputs[0]].dtype,
                  sum_bits=IntType.fit(s_lo, s_hi).bits)
+
+
+def quotient_bits(f_bits: int, divisor_min: int) -> int:
+    """Bits of floor(2^F / S) for every divisor S >= ``divisor_min``: the cycles of a
+    restoring divider that skips the quotient's leading zeros (at least 1)."""
+    return max(1, ((1 << int(f_bits)) // max(int(divisor_min), 1)).bit_length())
 
 
 def _periodic(runs: list[list[int]]) -> tuple[list[list[int]], int]:

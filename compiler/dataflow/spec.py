@@ -31,6 +31,10 @@ definition and must equal the IntGraph reference):
   ``bias[j] + sum_i (a - x_zero_point)(w - w_zero_point)`` per (batch, row, j).
 - ``AvgPool``: QLinearAveragePool's float32 sequence over SlidingWindow rows (``window`` taps,
   ``valid`` mask per tap) — the reference kernel's emulation.
+- ``Softmax``, ``LayerNorm``: ``rows`` rows of ``n`` words along the tensor's last axis, each
+  row contiguous in the stream (any order within it; LayerNorm's ``gamma``/``bias`` are in
+  that order, the same in every row); emit per row the ops' integer results
+  (``ops/softmax.py``, ``ops/layernorm.py``) word for word in the input's order.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ MODULES = {
     "Concat": "concat",
     "Reorder": "reorder",
     "Fork": "fork",
+    "Softmax": "softmax",
+    "LayerNorm": "layernorm",
 }
 
 

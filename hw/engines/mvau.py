@@ -12,7 +12,9 @@ Datapath (``nf = n / pe`` neuron folds, ``sf = k / simd`` synapse folds):
 - weights: a ROM of ``nf * sf`` words of ``pe * simd`` weights, read in step with the input
   word (address ``fold * sf + s``); biases: a ROM of ``nf`` words of ``pe`` values.
 - compute: per cycle one (neuron fold, synapse fold): ``pe * simd`` products (registered, as a
-  DSP's output register), per PE an adder tree and an accumulator of ``acc_dtype`` width,
+  DSP's output register; DSP blocks, or logic for low-bit, power-of-two or ``--no-dsp``
+  weights: ``hw/lutmul.py``, chosen by ``compiler/dataflow/multipliers.py``), per PE an
+  adder tree and an accumulator of ``acc_dtype`` width,
   loaded with the bias on the fold's first beat. Two's complement wraps, so the final sum is
   exact whenever it fits ``acc_dtype`` (the compiler proved it does).
 - output: after a neuron fold's last beat the ``pe`` sums move to a shift register that feeds
@@ -42,7 +44,9 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...compiler.dataflow.estimate import SMALL_MEMORY_BITS
+from ...compiler.dataflow.multipliers import MULTIPLIERS, is_pow2_weights, mvau_multiplier
 from ...compiler.dataflow.spec import Engine, Stream
+from ..lutmul import lut_product
 from .common import payload_shape
 from .elementwise import requant_unit
 from .window_max import nested_counters
@@ -113,11 +117,12 @@ def tree_sum(values: list[Value]) -> Value:
 
 class MVAU(wiring.Component):
     """See the module doc. ``weights`` (n, k) and ``bias`` (n,) are integer arrays; ``requant``
-    a params dict (``compiler.dataflow.plan``'s) or ``None``."""
+    a params dict (``compiler.dataflow.plan``'s) or ``None``. ``multiplier``: ``"dsp"``
+    (``*``, DSP blocks), or ``"shiftadd"``/``"pow2"`` (``hw/lutmul.py``: logic only)."""
 
     def __init__(self, *, x_shape, w_shape, acc_shape, out_shape, rows: int, weights, bias,
                  pe: int, simd: int, requant: dict | None,
-                 placeholder: dict[str, Sequence[int]] | None = None):
+                 placeholder: dict[str, Sequence[int]] | None = None, multiplier: str = "dsp"):
         self.weights = np.asarray(weights, np.int64)
         self.n, self.k = self.weights.shape
         self.bias = np.broadcast_to(np.asarray(bias, np.int64), (self.n,))
@@ -125,6 +130,11 @@ class MVAU(wiring.Component):
             raise ValueError(f"PE {pe} must divide n={self.n}, SIMD {simd} must divide "
                              f"k={self.k}")
         self.pe, self.simd = pe, simd
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier is one of {MULTIPLIERS}, not {multiplier!r}")
+        if multiplier == "pow2" and not is_pow2_weights(self.weights):
+            raise ValueError("multiplier 'pow2' needs every weight in {0, +-2^e}")
+        self.multiplier = multiplier
         self.nf, self.sf = self.n // pe, self.k // simd
         self.rows = rows
         self.x_shape, self.w_shape = Shape.cast(x_shape), Shape.cast(w_shape)
@@ -205,7 +215,9 @@ class MVAU(wiring.Component):
                          bias2.eq(rp_b.data)]
             for p in range(pe):
                 for s in range(simd):
-                    m.d.sync += prod[p][s].eq(rp_x.data[s] * rp_w.data[p][s])
+                    m.d.sync += prod[p][s].eq(lut_product(
+                        self.multiplier, rp_x.data[s], rp_w.data[p][s], self.x_shape,
+                        self.w_shape))
 
         acc = [Signal(self.acc_shape, name=f"acc{p}") for p in range(pe)]
         acc_next = [Signal(self.acc_shape, name=f"acc_next{p}") for p in range(pe)]
@@ -286,4 +298,5 @@ def build(engine: Engine, streams: dict[str, Stream]) -> wiring.Component:
                 acc_shape=payload_shape(p["acc_dtype"]),
                 out_shape=payload_shape(streams[engine.outputs[0]].dtype),
                 rows=p["rows"], weights=p["weights"], bias=p["bias"], pe=pe, simd=simd,
-                requant=p["requant"], placeholder=p.get("rom_placeholder"))
+                requant=p["requant"], placeholder=p.get("rom_placeholder"),
+                multiplier=mvau_multiplier(p))
