@@ -171,8 +171,10 @@ def record(path: Path, *, family: str, design_sha256: str, elaborate: dict,
     """``bram.json``: how the design was elaborated, which ROMs are patchable, placeholders."""
     roms = [{"engine": s.engine, "rom": s.rom.name, "width": s.rom.width,
              "depth": s.rom.depth, "bram": s.rom.bram,
+             # no placeholders on a family without a patch tool (Gowin): nothing to record
              "placeholder": ([f"{w:x}" for w in ph[(s.engine, s.rom.name)]]
-                             if s.rom.bram else None)} for s in slots]
+                             if s.rom.bram and (s.engine, s.rom.name) in ph else None)}
+            for s in slots]
     path.write_text(json.dumps({"family": family, "patched": family in PATCH_FAMILIES,
                                 "design_sha256": design_sha256, "elaborate": elaborate,
                                 "roms": roms}, indent=1) + "\n")
@@ -180,7 +182,7 @@ def record(path: Path, *, family: str, design_sha256: str, elaborate: dict,
 
 def read_placeholders(rec: dict) -> dict[tuple[str, str], list[int]]:
     return {(r["engine"], r["rom"]): [int(w, 16) for w in r["placeholder"]]
-            for r in rec["roms"] if r["bram"]}
+            for r in rec["roms"] if r["bram"] and r["placeholder"] is not None}
 
 
 def patch(family: str, work: Path, pairs: list[tuple[np.ndarray, np.ndarray]],

@@ -81,3 +81,24 @@ def test_build_report_and_timing_exit(one_layer, tmp_path, monkeypatch, capsys):
                          "out_signed": False, "out_length": 4, "baud": 115200,
                          "clock_hz": 500e6}
     assert (out / "graph.json").is_file()  # the compiled graph beside the bitstream
+
+
+def test_gowin_network_build_with_a_block_ram_rom(tmp_path, monkeypatch):
+    """A network whose weight ROM goes to block RAM, on Gowin (no open patch tool, so no
+    placeholders): the build finishes and bram.json says the ROM is not patched. Was: a
+    KeyError traceback after place and route."""
+    monkeypatch.setenv("INTFLOW_BUILD_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(1)
+    b = qm.GraphBuilder(batch="N")
+    x = b.input((1, 64), qm.QParams(0.02, 128, np.uint8))
+    w = rng.integers(-127, 128, (64, 16)).astype(np.int8)  # 1,024 words at fold min
+    b.output(qm.matmul(b, x, w, 0.01, 0, qm.QParams(0.05, 120, np.uint8)))
+    model = tmp_path / "layer.onnx"
+    onnx.save(b.model(), model)
+    out = tmp_path / "out"
+    assert main(["build", str(model), "--board", "gw1n-9", "-o", str(out), "--fold", "min",
+                 "--no-sim"]) == 0
+    rec = json.loads((out / "build" / "bram.json").read_text())
+    assert rec["patched"] is False
+    assert any(r["bram"] for r in rec["roms"])
+    assert all(r["placeholder"] is None for r in rec["roms"])
