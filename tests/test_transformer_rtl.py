@@ -228,3 +228,16 @@ def test_transformer_ii_at_full_rate(name, fold):
     assert_equal(g, got, want, 4)
     assert ii <= res.initiation_interval <= ii * 1.02 + 8, (ii, res.initiation_interval)
     print(f"{name}: II planned {ii}, measured {res.initiation_interval}")
+
+
+@needs_icarus
+@pytest.mark.parametrize("stem", ["tiny_transformer_qdq",
+                                  pytest.param("tiny_transformer_qop", marks=pytest.mark.slow)])
+def test_tiny_transformer_example_rtl_equals_reference(stem):
+    """The example encoder (examples/models/, docs/transformer.md): 2 held-out digits plus the
+    edge vectors through the generated network on Icarus with stalls, equal on every logit."""
+    from test_network_rtl import assert_rtl_equals_reference, example
+
+    d, df, feeds, want = example(stem, 2, edges=True)
+    got, res = run_graph(df, d.graph, feeds, engine="icarus", stall=0.3, seed=2)
+    assert assert_rtl_equals_reference(d, got, want, stem) > 0 and not res.lost
