@@ -41,7 +41,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...compiler.dataflow.spec import Engine, Stream
-from .common import payload_shape
+from .common import Reciprocal, payload_shape
 
 __all__ = ["LayerNorm", "build", "layernorm_bounds"]
 
@@ -141,9 +141,8 @@ class LayerNorm(wiring.Component):
         step = Signal(range(max(steps, 1)))
         d = Signal(range(b["d_max"] + 1))
         qb = self.qbits
-        rem = Signal(range(2 * b["d_max"] + 2))
-        r = Signal(qb)
-        k = Signal(range(max(qb, 1)))
+        div = Reciprocal(m, self.K, qb, b["d_max"])  # R = floor(2^K / D) < 2^qb
+        r = div.r
 
         m.d.comb += br.addr.eq(Mux(rb, n + idx, idx))
         with m.If(o.ready):  # the output register empties when taken (EMIT may refill it)
@@ -156,9 +155,6 @@ class LayerNorm(wiring.Component):
         # one square-root step
         t = Signal(vp_w + 1)
         m.d.comb += t.eq(res + one)
-        # one restoring step: shift in dividend bit k (2^K has only bit K set)
-        trial = Signal(range(2 * b["d_max"] + 2))
-        m.d.comb += trial.eq((rem << 1) | (k == self.K))
         # the output pipeline, shifted as one whenever the output register is free: stage A
         # holds xc = n c - S, stage B Z = (xc R + 2^(sh-1)) >> sh, then Z gamma + B goes out.
         # It drains during the next row; DIV (which rewrites R) waits until it is empty
@@ -197,16 +193,12 @@ class LayerNorm(wiring.Component):
                 with m.If(step == 0):
                     m.next = "RECIP"
             with m.State("RECIP"):
-                m.d.sync += [d.eq(Mux(res == 0, 1, res)),
-                             rem.eq((1 << self.K) >> qb if qb <= self.K else 0),
-                             k.eq(qb - 1)]
+                m.d.sync += [d.eq(Mux(res == 0, 1, res)), *div.start()]
                 m.next = "DIV"
             with m.State("DIV"):  # qb shifts replace every bit of R: no clearing needed
-                fits = trial >= d
                 with m.If(empty):
-                    m.d.sync += [rem.eq(Mux(fits, trial - d, trial)), r.eq((r << 1) | fits),
-                                 k.eq(k - 1)]
-                    with m.If(k == 0):
+                    m.d.sync += div.step(d)
+                    with m.If(div.done):
                         m.next = "EMIT"
             with m.State("EMIT"):
                 with m.If(adv):

@@ -31,7 +31,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...compiler.dataflow.spec import Engine, Stream
-from .common import payload_shape
+from .common import Reciprocal, payload_shape
 
 __all__ = ["Softmax", "build"]
 
@@ -95,18 +95,14 @@ class Softmax(wiring.Component):
         rb = Signal()
         mx = Signal(self.in_shape)
         s = Signal(range(s_max + 1))
-        rem = Signal(range(2 * s_max + 2))  # the partial remainder, < S before each step
-        r = Signal(qb)  # the reciprocal, floor(2^F / S) < 2^qb
-        k = Signal(range(max(qb, 1)))  # the quotient bit computed this DIV cycle
+        div = Reciprocal(m, F, qb, s_max)  # R = floor(2^F / S) < 2^qb
+        r = div.r
         m.d.comb += [br.addr.eq(Mux(rb, n + idx, idx)),
                      tr.addr.eq((mx - br.data)[:len(tr.addr)])]
         e = tr.data
         with m.If(o.ready):  # the output register empties when taken (EMIT may refill it)
             m.d.sync += o.valid.eq(0)
 
-        # one restoring step: shift in dividend bit k (2^F has only bit F set)
-        trial = Signal(range(2 * s_max + 2))
-        m.d.comb += trial.eq((rem << 1) | (k == F))
         # the output pipeline, moved whenever the output register is free: stage A holds
         # e = table[max - x], then (e R) >> (F - M) goes out; it drains during the next row,
         # and DIV (which rewrites R) waits until it is empty
@@ -129,15 +125,12 @@ class Softmax(wiring.Component):
             with m.State("SUM"):
                 m.d.sync += [s.eq(s + e), idx.eq(Mux(last, 0, idx + 1))]
                 with m.If(last):
-                    # the dividend's bits above the quotient's: 2^F >> qb (< S_min)
-                    m.d.sync += [rem.eq((1 << F) >> qb if qb <= F else 0), k.eq(qb - 1)]
+                    m.d.sync += div.start()
                     m.next = "DIV"
             with m.State("DIV"):  # qb shifts replace every bit of R: no clearing needed
-                fits = trial >= s
                 with m.If(~a_v):
-                    m.d.sync += [rem.eq(Mux(fits, trial - s, trial)), r.eq((r << 1) | fits),
-                                 k.eq(k - 1)]
-                    with m.If(k == 0):
+                    m.d.sync += div.step(s)
+                    with m.If(div.done):
                         m.next = "EMIT"
             with m.State("EMIT"):
                 with m.If(adv):
