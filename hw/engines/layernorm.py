@@ -47,7 +47,9 @@ __all__ = ["LayerNorm", "build", "layernorm_bounds"]
 
 
 def _range(lo: int, hi: int) -> Shape:
-    return Shape.cast(range(min(lo, 0), max(hi, 0) + 1))
+    """The shape holding lo..hi and 0, at least 1 bit wide (an all-zero beta would make a
+    0-bit ROM, which yosys cannot convert: a divide-by-zero trap in mem_from_memory)."""
+    return Shape.cast(range(min(lo, 0), max(hi, 1) + 1))
 
 
 def layernorm_bounds(c_lo: int, c_hi: int, n: int, t_bits: int, e2: int) -> dict:

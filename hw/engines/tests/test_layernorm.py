@@ -97,3 +97,17 @@ def test_layernorm_output_pipeline_under_back_pressure():
     e, streams = layernorm_engine(I8, 3, 6, t_bits=4, p_bits=4)  # rows longer than the pipeline
     rng = np.random.default_rng(9)
     check(e, streams, random_codes(rng, I8, (3, 18)), valid_rate=1.0, ready_rate=0.04, seed=2)
+
+
+def test_layernorm_all_zero_beta_and_equal_gamma_convert_to_verilog():
+    """beta = 0 and one gamma everywhere (a fresh nn.LayerNorm): the B ROM must keep 1 bit —
+    a 0-bit ROM made yosys trap (divide by zero in mem_from_memory) on a real model."""
+    from amaranth.back import verilog
+
+    from intflow.hw.engines import build
+    e, streams = layernorm_engine(U8, 2, 16, seed=3)
+    e.params["bias"] = np.zeros(16, np.int64)
+    e.params["gamma"] = np.full(16, 127, np.int64)
+    assert "module" in verilog.convert(build(e, streams), name="ln")
+    x = random_codes(np.random.default_rng(4), U8, (3, 2 * 16))
+    check(e, streams, x, valid_rate=0.7, ready_rate=0.7, seed=1)
