@@ -266,6 +266,36 @@ class Planner:
                  zero_point=n.attrs["x_zero_point"], in_dtype=xt.dtype,
                  out_dtype=self.g.tensors[n.outputs[0]].dtype)
 
+    def plan_ReduceSum(self, n: Node, _r) -> None:
+        """The GlobalSum engine: ``pixels`` = the reduced elements, ``channels`` = the kept
+        ones, so the input streams reduced axes outermost, kept axes innermost (row-major
+        within each), and the sums leave in the output's row-major order."""
+        xt = self.g.tensors[n.inputs[0]]
+        axes = list(n.attrs["axes"])
+        kept = [a for a in range(len(xt.shape)) if a not in axes]
+        idx = np.arange(xt.size).reshape(xt.shape)
+        x = self.fetch(n.inputs[0], idx.transpose(axes + kept).ravel())
+        out_t = self.g.tensors[n.outputs[0]]
+        out = self.produce(n.outputs[0], order=np.arange(out_t.size))
+        self.add("GlobalSum", n, [x], [out], channels=int(out_t.size),
+                 pixels=int(xt.size // out_t.size), zero_point=n.attrs["x_zero_point"],
+                 in_dtype=xt.dtype, out_dtype=out_t.dtype)
+
+    def plan_Slice(self, n: Node, _r) -> None:
+        """A Reorder that buffers the input and emits only the slice's elements, in the
+        order they arrive (``read`` indexes the input stream, ``in_length`` its length)."""
+        s, in_order = self.view[n.inputs[0]]
+        xt = self.g.tensors[n.inputs[0]]
+        a = n.attrs
+        index = [slice(None)] * len(xt.shape)
+        index[a["axis"]] = slice(a["start"], a["end"])
+        src = np.arange(xt.size).reshape(xt.shape)[tuple(index)].ravel()  # output flat -> in
+        pos = _inverse(in_order)[src]  # output flat index -> its input stream position
+        out_order = np.argsort(pos, kind="stable")
+        out = self.produce(n.outputs[0], order=out_order)
+        self.add("Reorder", n, [s], [out], read=pos[out_order], in_length=int(xt.size),
+                 dtype=xt.dtype)
+
     def _elementwise_channels(self, n: Node, axis: int | None) -> dict:
         if axis is None:
             return {"channels": 1, "channel_stride": 1}

@@ -23,8 +23,10 @@ from . import (  # noqa: F401  (imported for their registrations)
     qonnx_quant,
     qonnx_trunc,
     quantizelinear,
+    reducemean,
     shape,
     softmax,
+    split,
     unary,
 )
 from .importer import Importer

@@ -12,13 +12,15 @@ from .lut import Lut
 from .matmul import MatMul
 from .maxpool import MaxPool
 from .mul import Mul
+from .reducesum import ReduceSum
 from .requant import Requant
+from .slice import Slice
 from .softmax import Softmax
 
 OPS: dict[str, type[Op]] = {
     op.name: op
     for op in (Add, AvgPool, Clamp, Concat, Conv, GlobalAvgPool, LayerNorm, Lut, MatMul, MaxPool,
-               Mul, Requant, Reshape, Softmax, Transpose)
+               Mul, ReduceSum, Requant, Reshape, Slice, Softmax, Transpose)
 }
 
 __all__ = ["OPS", "Op"]
