@@ -113,6 +113,93 @@ def mlas_erf(v: np.ndarray) -> np.ndarray:
     return np.where(np.signbit(v), -out, out).astype(np.float32)
 
 
+# MLAS's tanh (onnxruntime/core/mlas/lib/tanh.cpp, MlasTanhConstants; the same algorithm as
+# Eigen's): x clamped to [-9, 9], x * p(x^2) / q(x^2), each Horner step one fma as in the AVX2
+# kernel (the fma form matches onnxruntime 1.32 on this CPU bit for bit; mul-then-add does not).
+TANH_LIMIT = np.float32(9)
+TANH_P = [np.float32(v) for v in (-2.76076847742355e-16, 2.00018790482477e-13,
+                                  -8.60467152213735e-11, 5.12229709037114e-08,
+                                  1.48572235717979e-05, 6.37261928875436e-04,
+                                  4.89352455891786e-03)]
+TANH_Q = [np.float32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04,
+                                  2.26843463243900e-03, 4.89352518554385e-03)]
+
+
+def mlas_tanh(v: np.ndarray) -> np.ndarray:
+    """onnxruntime's Tanh (MlasComputeTanh, FMA3 kernel) in exact float32 steps."""
+    z = np.minimum(TANH_LIMIT, np.maximum(-TANH_LIMIT, np.asarray(v, np.float32)))
+    z2 = np.multiply(z, z, dtype=np.float32)
+    p = np.multiply(_horner(TANH_P, z2), z, dtype=np.float32)
+    return np.divide(p, _horner(TANH_Q, z2), dtype=np.float32)
+
+
+# MLAS's exp (onnxruntime/core/mlas/lib/compute.cpp, MlasComputeExpVector; onnxruntime's Exp op
+# calls MlasComputeExp): x clamped to [-150 ln2, 128 ln2], m = round(x / ln 2) by the 1.5 * 2^23
+# bias, r = x - m ln2 in two fmas, a degree-6 polynomial in fma steps whose last step adds the
+# "overflow" factor 2^(m - m') and a final product by 2^m', m' = clamp(m, -126, 127) (two
+# factors so that results down to 2^-150 stay representable). Equal to onnxruntime 1.32 bit
+# for bit on this CPU, subnormal and overflowing results included.
+EXP_RANGE = (np.float32(-103.9720840454), np.float32(88.7762626647950))
+EXP_BIAS = np.float32(12582912.0)  # 1.5 * 2^23
+EXP_POLY = [np.float32(float.fromhex(h)) for h in ("0x1.694000p-10", "0x1.125edcp-7",
+                                                   "0x1.555b5ap-5", "0x1.555450p-3",
+                                                   "0x1.fffff6p-2", "0x1.000000p+0")]
+
+
+def mlas_exp(v: np.ndarray) -> np.ndarray:
+    """onnxruntime's Exp (MlasComputeExp) in exact float32 steps."""
+    x = np.minimum(np.maximum(np.asarray(v, np.float32), EXP_RANGE[0]), EXP_RANGE[1])
+    biased = _fma(x, np.full_like(x, EXP_LOG2R), np.full_like(x, EXP_BIAS))
+    m = np.subtract(biased, EXP_BIAS, dtype=np.float32)  # an integer in [-150, 128]
+    r = _fma(m, np.full_like(m, EXP_LOG2_HI), x)
+    r = _fma(m, np.full_like(m, EXP_LOG2_LO), r)
+    mi = m.astype(np.int64)
+    mc = np.clip(mi, -126, 127)
+    normal = np.ldexp(np.float32(1), mc).astype(np.float32)
+    overflow = np.ldexp(np.float32(1), mi - mc).astype(np.float32)  # 2^-24 .. 2
+    p = _horner(EXP_POLY, r)
+    p = _fma(p, np.multiply(r, overflow, dtype=np.float32), overflow)
+    with np.errstate(over="ignore"):  # beyond float32: inf, as onnxruntime
+        return np.multiply(p, normal, dtype=np.float32)
+
+
+def hard_sigmoid(v: np.ndarray, alpha: np.float32, beta: np.float32) -> np.ndarray:
+    """onnxruntime's HardSigmoid (Eigen, activations.h): max(0, min(1, alpha * x + beta)),
+    the multiply and the add rounded apart (no fma in the shipped build: tested)."""
+    y = np.add(np.multiply(v, alpha, dtype=np.float32), beta, dtype=np.float32)
+    return np.maximum(np.minimum(y, np.float32(1)), np.float32(0))
+
+
+def hard_swish(v: np.ndarray) -> np.ndarray:
+    """ONNX HardSwish's function body as onnxruntime runs it: x * HardSigmoid(x, 1/6, 0.5)."""
+    hs = hard_sigmoid(v, np.float32(1 / 6), np.float32(0.5))
+    return np.multiply(v, hs, dtype=np.float32)
+
+
+def _sqrt(v: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):  # NaN below 0, as onnxruntime; Q maps NaN to qmin
+        return np.sqrt(v, dtype=np.float32)
+
+
+def _reciprocal(v: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):  # 1/0 = inf, saturated by Q like onnxruntime
+        return np.divide(np.float32(1), v, dtype=np.float32)
+
+
+def _softsign(v: np.ndarray) -> np.ndarray:
+    """onnxruntime's Softsign: x * (1 / (1 + |x|)), three roundings (not x / (1 + |x|))."""
+    d = np.add(np.float32(1), np.abs(v), dtype=np.float32)
+    return np.multiply(v, np.divide(np.float32(1), d, dtype=np.float32), dtype=np.float32)
+
+
+# ops whose float32 result is one correctly rounded IEEE operation (or exact; Softsign: three),
+# which is what onnxruntime's Eigen kernels compute: each checked equal to onnxruntime 1.32 bit
+# for bit on dense random inputs (tests/test_unary_tables.py)
+EXACT_UNARY = {"Neg": np.negative, "Abs": np.abs, "Floor": np.floor, "Ceil": np.ceil,
+               "Round": np.rint, "Sign": np.sign, "Sqrt": _sqrt, "Reciprocal": _reciprocal,
+               "Softsign": _softsign}
+
+
 def scalar_operand(imp, op: FloatOp) -> tuple[int, np.float32] | None:
     """For Div/Mul/Add/Sub with one constant scalar operand: (index of the tensor operand,
     the constant as float32); None when neither operand is a constant scalar."""
@@ -171,6 +258,16 @@ def apply_unary(op: FloatOp, v: np.ndarray, imp, channel_axis: int | None) -> np
         return mlas_erf(v)
     if t in ("Div", "Mul", "Add", "Sub"):
         return _binary_scalar(op, v, imp)
+    if t == "Tanh":
+        return mlas_tanh(v)
+    if t == "HardSigmoid":
+        return hard_sigmoid(v, np.float32(a.get("alpha", 0.2)), np.float32(a.get("beta", 0.5)))
+    if t == "HardSwish":
+        return hard_swish(v)
+    if t == "Exp":
+        return mlas_exp(v)
+    if t in EXACT_UNARY:
+        return EXACT_UNARY[t](np.asarray(v, np.float32)).astype(np.float32)
     if t == "Gelu":
         if a.get("approximate", "none") != "none":
             raise imp.error("Gelu approximate='tanh' is not supported (only the erf form)",
@@ -225,7 +322,7 @@ def batchnorm(imp, op: FloatOp, v: np.ndarray) -> np.ndarray:
 
 
 UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "BatchNormalization", "Identity", "Dropout",
-         "Erf", "Gelu"}
+         "Erf", "Gelu", "Tanh", "HardSigmoid", "HardSwish", "Exp", *EXACT_UNARY}
 CLAMPS = {"Relu", "Clip"}
 BINARY_SCALAR = {"Div", "Mul", "Add", "Sub"}  # unary when one operand is a constant scalar
 

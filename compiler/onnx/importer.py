@@ -35,7 +35,10 @@ ACC = IntType(True, 64)  # placeholder type of accumulators until widths are pro
 # ops that keep a pending float Relu/Clip chain symbolic (a following Q can close it exactly)
 ELEMENTWISE_OR_LAYOUT = {"QuantizeLinear", "Relu", "Clip", "Sigmoid", "LeakyRelu",
                          "BatchNormalization", "Identity", "Dropout", "MaxPool", "Reshape",
-                         "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Shape"}
+                         "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Shape",
+                         # unary float-island ops (tables; not monotone-commuting with Q)
+                         "Tanh", "HardSigmoid", "HardSwish", "Neg", "Abs", "Floor", "Ceil",
+                         "Round", "Sign", "Sqrt", "Reciprocal", "Softsign", "Exp"}
 # ops on a float graph input that commute with the QuantizeLinear after them (monotone or
 # layout), so the host quantises first and the accelerator runs them on codes
 COMMUTES_WITH_Q = {"QuantizeLinear", "MaxPool", "Relu", "Clip", "Reshape", "Flatten",

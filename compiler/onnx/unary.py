@@ -1,4 +1,6 @@
-"""Sigmoid, LeakyRelu, BatchNormalization over dequantised values: float islands (tables).
+"""Sigmoid, LeakyRelu, BatchNormalization, Tanh, HardSigmoid, HardSwish, Neg, Abs, Floor,
+Ceil, Round, Sign, Sqrt, Reciprocal, Softsign, Exp over dequantised values: float islands
+(tables).
 
 onnxruntime fuses DQ -> Sigmoid/LeakyRelu -> Q into QLinearSigmoid/QLinearLeakyRelu, whose
 tables equal the float ops on every code (ORT_KERNELS.md §7); BatchNormalization between DQ
@@ -7,6 +9,7 @@ and Q runs in float per channel, so it becomes one table per channel.
 
 from __future__ import annotations
 
+from .float_island import EXACT_UNARY
 from .registry import lowers
 from .values import Dequant, FloatOp
 
@@ -19,7 +22,10 @@ def _pending(imp, node, ins):
                     "DequantizeLinear -> op -> QuantizeLinear is supported")
 
 
-for _op in ("Sigmoid", "LeakyRelu", "BatchNormalization"):
+# Tanh, HardSigmoid, HardSwish, Exp and the exactly rounded ops run in float in onnxruntime
+# between DQ and Q (no QLinear kernel); their tables use float_island.py's float32 models
+for _op in ("Sigmoid", "LeakyRelu", "BatchNormalization", "Tanh", "HardSigmoid", "HardSwish",
+            "Exp", *EXACT_UNARY):
     lowers(_op)(_pending)
 
 
