@@ -15,20 +15,12 @@ qlinearadd.py).
 from __future__ import annotations
 
 from .registry import lowers
+from .unary import pending_unary
 from .values import Const, Dequant, FloatOp, QConst
 
-
-def _pending_unary(imp, node, ins):
-    x = ins[0]
-    if isinstance(x, (Dequant, FloatOp)):
-        return [imp.pending_float(node, ins, x.shape)]
-    raise imp.error(f"{node.op_type} on a tensor that is not dequantised: only "
-                    "DequantizeLinear -> op -> QuantizeLinear is supported")
-
-
 for _op in ("Erf", "Gelu"):
-    lowers(_op)(_pending_unary)
-lowers("Gelu", "com.microsoft")(_pending_unary)
+    lowers(_op)(pending_unary)
+lowers("Gelu", "com.microsoft")(pending_unary)
 
 
 def _is_scalar_const(v) -> bool:

@@ -14,7 +14,9 @@ from .registry import lowers
 from .values import Dequant, FloatOp
 
 
-def _pending(imp, node, ins):
+def pending_unary(imp, node, ins):
+    """A unary float op over a dequantised tensor: kept pending until its QuantizeLinear makes
+    a lookup table of the chain (float_island.py)."""
     x = ins[0]
     if isinstance(x, (Dequant, FloatOp)):
         return [imp.pending_float(node, ins, x.shape)]
@@ -26,7 +28,7 @@ def _pending(imp, node, ins):
 # between DQ and Q (no QLinear kernel); their tables use float_island.py's float32 models
 for _op in ("Sigmoid", "LeakyRelu", "BatchNormalization", "Tanh", "HardSigmoid", "HardSwish",
             "Exp", *EXACT_UNARY):
-    lowers(_op)(_pending)
+    lowers(_op)(pending_unary)
 
 
 @lowers("Identity")
