@@ -22,12 +22,10 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
+from ortcheck import assert_stream_model_equals_reference
 
 import intflow
 from intflow import ort
-from intflow.compiler import reference
-from intflow.compiler.dataflow import model as dataflow_model
-from intflow.compiler.dataflow.plan import plan
 from intflow.oracle import u8u8_oracle
 
 
@@ -176,9 +174,4 @@ def test_quantize_static_matches_onnxruntime(float_model, tmp_path, fmt, act, pe
                             f"{np.unravel_index(diff[0], want.shape)}: intflow "
                             f"{got.ravel()[diff[0]]}, onnxruntime {want.ravel()[diff[0]]}")
     # the streaming plan the hardware is built from computes the same integers
-    g = design.graph
-    feeds = reference.to_codes(g, {"x": x})
-    env = reference.run_codes(g, feeds)
-    streamed = dataflow_model.run(plan(g), g, feeds)
-    for o in g.outputs:
-        assert np.array_equal(streamed[o.tensor], env[o.tensor]), o.tensor
+    assert_stream_model_equals_reference(design.graph, {"x": x})

@@ -21,6 +21,7 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
+from ortcheck import assert_stream_model_equals_reference
 
 import intflow
 from intflow import ort
@@ -73,12 +74,7 @@ def _quantize(path, tmp_path, rng, fmt, act):
 
 def _assert_stream_model_equal(design, x):
     """The streaming plan the hardware is built from computes the reference's integers."""
-    g = design.graph
-    feeds = reference.to_codes(g, {"x": x})
-    env = reference.run_codes(g, feeds)
-    streamed = dataflow_model.run(plan(g), g, feeds)
-    for o in g.outputs:
-        assert np.array_equal(streamed[o.tensor], env[o.tensor]), o.tensor
+    assert_stream_model_equals_reference(design.graph, {"x": x})
 
 
 def _oracle(q, tmp_path, x):

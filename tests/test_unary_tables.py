@@ -19,12 +19,10 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
+from ortcheck import assert_stream_model_equals_reference
 
 import intflow
 from intflow import ort
-from intflow.compiler import reference
-from intflow.compiler.dataflow import model as dataflow_model
-from intflow.compiler.dataflow.plan import plan
 from intflow.compiler.onnx.float_island import apply_unary
 from intflow.compiler.onnx.importer import Importer
 from intflow.compiler.onnx.values import FloatOp
@@ -196,8 +194,4 @@ def test_quantize_static_conv_op_conv(tmp_path, op, act, fmt):
     # the streaming plan the hardware is built from computes the same integers
     g = design.graph
     assert "Lut" in {n.op for n in g.nodes}
-    feeds = reference.to_codes(g, {"x": x})
-    env = reference.run_codes(g, feeds)
-    streamed = dataflow_model.run(plan(g), g, feeds)
-    for o in g.outputs:
-        assert np.array_equal(streamed[o.tensor], env[o.tensor]), o.tensor
+    assert_stream_model_equals_reference(g, {"x": x})
