@@ -118,10 +118,12 @@ def test_window_avg_cancelling_taps():
     check(e, s, x, valid_rate=0.7, ready_rate=0.6)
 
 
-def test_window_avg_sums_on_the_thresholds():
+@pytest.mark.parametrize("style", [None, "serial"])
+def test_window_avg_sums_on_the_thresholds(style):
     """Sums equal to a threshold, one below and one above, with repeated thresholds and
-    levels no sum reaches: the search counts ``s >= t`` exactly. One-tap windows make the
-    sums the table's values, which are chosen around the thresholds."""
+    levels no sum reaches: the search (parallel, or the serial one) counts ``s >= t``
+    exactly. One-tap windows make the sums the table's values, chosen around the
+    thresholds."""
     rng = np.random.default_rng(12)
     in_dtype, out_dtype = IntType(False, 8), IntType(True, 4)
     levels = out_dtype.max - out_dtype.min  # 15
@@ -136,6 +138,8 @@ def test_window_avg_sums_on_the_thresholds():
               "fixed_table": table, "count_index": rng.integers(0, 3, rows), "thresholds": thr,
               "lo": out_dtype.min, "in_dtype": in_dtype, "out_dtype": out_dtype,
               "sum_bits": IntType.fit(0, base + 10**6).bits}
+    if style:
+        params["style"] = style
     e = Engine("WindowAvg", "t.WindowAvg", ["x"], ["y"], params)
     s = {"x": stream("x", in_dtype, rows * channels),
          "y": stream("y", out_dtype, rows * channels)}
@@ -177,25 +181,3 @@ def test_window_avg_serial_of_example():
     x[0] = x_stream.dtype.max
     check(e, df.streams, x, valid_rate=0.9, ready_rate=0.8)
 
-
-def test_window_avg_serial_sums_on_the_thresholds():
-    """As ``test_window_avg_sums_on_the_thresholds``, through the serial search."""
-    rng = np.random.default_rng(12)
-    in_dtype, out_dtype = IntType(False, 8), IntType(True, 4)
-    levels = out_dtype.max - out_dtype.min
-    base = 1 << 23
-    thr = np.sort(rng.integers(base, base + 4000, (3, levels)), axis=1)
-    thr[0, 5:8] = thr[0, 5]
-    thr[1, -3:] = base + 10**6
-    hits = np.concatenate([thr.ravel() + d for d in (-1, 0, 1)])
-    table = np.concatenate([hits, rng.integers(base - 100, base + 4100, 256 - hits.size)])
-    rows, channels = 8, 2
-    params = {"rows": rows, "window": 1, "channels": channels, "x_min": 0,
-              "fixed_table": table, "count_index": rng.integers(0, 3, rows), "thresholds": thr,
-              "lo": out_dtype.min, "in_dtype": in_dtype, "out_dtype": out_dtype,
-              "sum_bits": IntType.fit(0, base + 10**6).bits, "style": "serial"}
-    e = Engine("WindowAvg", "t.WindowAvg", ["x"], ["y"], params)
-    s = {"x": stream("x", in_dtype, rows * channels),
-         "y": stream("y", out_dtype, rows * channels)}
-    x = np.arange(rows * channels * 8).reshape(8, -1) % hits.size
-    check(e, s, x, valid_rate=0.8, ready_rate=0.7)
