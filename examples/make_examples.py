@@ -10,8 +10,9 @@ leading axis = sample) and ``examples/data/<stem>.json`` (accuracy / RMSE of the
 quantized model on those inputs, quantization settings, weight counts, op types).
 
 Data comes only from what packages ship or what numpy generates: scikit-learn's digits, the
-synthetic pulses of ``pulses.py`` and the synthetic jet features of ``jets.py``. Needs torch
-(``.venv/bin/pip install torch==2.13.0``) and scikit-learn; nothing is downloaded.
+mnist1d package's procedural generator (``mnist1d_data.py``), the synthetic pulses of
+``pulses.py`` and the synthetic jet features of ``jets.py``. Needs torch
+(``.venv/bin/pip install torch==2.13.0``), scikit-learn and mnist1d; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ sys.path.insert(0, str(HERE))
 import jets  # noqa: E402
 import pulses  # noqa: E402
 from digits import digits_split  # noqa: E402
+from mnist1d_data import mnist1d_split  # noqa: E402
 
 MODELS_DIR = HERE / "models"
 DATA_DIR = HERE / "data"
@@ -114,6 +116,20 @@ def build_net(kind: str):
             x = self.pool(x).flatten(1)
             return self.fc2(self.fc1(x).relu())
 
+    class Mnist1dCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv1d(1, 8, 5)  # 40 -> 36
+            self.conv2 = nn.Conv1d(8, 16, 3, stride=2)  # 36 -> 17
+            self.conv3 = nn.Conv1d(16, 16, 3, stride=2)  # 17 -> 8
+            self.fc = nn.Linear(16 * 8, 10)
+
+        def forward(self, x):
+            x = self.conv1(x).relu()
+            x = self.conv2(x).relu()
+            x = self.conv3(x).relu()
+            return self.fc(x.flatten(1))
+
     class JetMLP(nn.Module):
         def __init__(self):
             super().__init__()
@@ -129,7 +145,8 @@ def build_net(kind: str):
             return self.fc4(x)
 
     nets = {"digits_mlp": DigitsMLP, "digits_cnn": DigitsCNN, "pulse_cnn1d": PulseCNN1d,
-            "pulse_cnn1d_max": lambda: PulseCNN1d(pool="max"), "jet_mlp": JetMLP}
+            "pulse_cnn1d_max": lambda: PulseCNN1d(pool="max"), "jet_mlp": JetMLP,
+            "mnist1d_cnn": Mnist1dCNN, "digits_cnn_w4": DigitsCNN}
     return nets[kind]()
 
 
@@ -167,6 +184,37 @@ def train(net, x: np.ndarray, y: np.ndarray, *, task: str, epochs: int, lr: floa
     net.eval()
 
 
+def fake_quant_weights(net, bits: int) -> None:
+    """Put every Conv/Linear weight on a symmetric per-output-channel ``bits``-bit grid
+    (``s = max|w| / (2^(bits-1) - 1)``, ``w = s * round(w / s)``) through a straight-through
+    parametrization, so that training after this call is quantization-aware."""
+    import torch
+    import torch.nn as nn
+    from torch.nn.utils import parametrize
+
+    q = 2 ** (bits - 1) - 1
+
+    class Grid(nn.Module):
+        def forward(self, w):
+            dims = tuple(range(1, w.dim()))
+            s = w.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-8) / q
+            return w + (torch.round(w / s) * s - w).detach()  # straight-through estimator
+
+    for m in net.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear):
+            parametrize.register_parametrization(m, "weight", Grid())
+
+
+def bake_fake_quant(net) -> None:
+    """Replace the parametrized weights by their grid values (for the ONNX export)."""
+    import torch.nn as nn
+    from torch.nn.utils import parametrize
+
+    for m in net.modules():
+        if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Linear) and parametrize.is_parametrized(m):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+
+
 def export_onnx(net, x_example: np.ndarray, path: Path, in_name: str, out_name: str) -> None:
     import warnings
 
@@ -199,6 +247,9 @@ class QuantSettings:
     calibrate_method: str = "MinMax"
     extra_options: dict = field(default_factory=dict)
     pre_process: bool = True
+    # < 8: the weights were trained on a symmetric per-channel grid of this many bits; the
+    # int8 codes quantize_static writes are rescaled onto it (``narrow_weight_codes``)
+    weight_bits: int = 8
 
 
 class ArrayReader:
@@ -255,8 +306,64 @@ def quantize(float_path: Path, out_path: Path, in_name: str, x_calib: np.ndarray
     if len(keep) != len(model.opset_import):
         del model.opset_import[:]
         model.opset_import.extend(keep)
+    if qs.weight_bits < 8:
+        narrow_weight_codes(model, qs.weight_bits)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(out_path))
+
+
+def narrow_weight_codes(model, bits: int) -> None:
+    """Rewrite the int8 Conv/Gemm/MatMul weight codes of a per-channel QDQ model whose float
+    weights lie on a symmetric ``bits``-bit grid per output channel (``fake_quant_weights``).
+
+    quantize_static maps each channel's ``max|w|`` to code 127, so the codes are
+    ``round(k * 127 / q)`` for grid points ``k`` in ``[-q, q]``, ``q = 2^(bits-1) - 1``; they
+    become ``k`` with the channel's scale times ``127 / q``, and the int32 bias codes are
+    requantized to the new bias scale ``x_scale * w_scale`` (as quantize_static computes it).
+    The model's arithmetic stays int8 x int8 -> int32 in onnxruntime; only the weight values
+    are narrower. Raises if a channel is not on the grid."""
+    from onnx import TensorProto, numpy_helper
+
+    q = 2 ** (bits - 1) - 1
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    for node in g.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        wdq = producer.get(node.input[1])
+        if wdq is None or wdq.op_type != "DequantizeLinear" or wdq.input[0] not in inits:
+            continue
+        w_init, s_init = inits[wdq.input[0]], inits[wdq.input[1]]
+        if w_init.data_type != TensorProto.INT8:
+            continue
+        w = numpy_helper.to_array(w_init).astype(np.int64)
+        s = numpy_helper.to_array(s_init).astype(np.float32)
+        axis = next((a.i for a in wdq.attribute if a.name == "axis"), 1) % w.ndim
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        others = tuple(d for d in range(w.ndim) if d != axis)
+        m = np.abs(w).max(axis=others) if s.ndim else np.array(np.abs(w).max())
+        m = np.maximum(m, 1)
+        mb = m.reshape(shape) if s.ndim else m
+        k = w * q / mb
+        if np.abs(k - np.rint(k)).max() > 0.1:
+            raise ValueError(f"{node.name}: weights are not on a {bits}-bit grid")
+        s_new = (s * (m / q).astype(np.float32)).astype(np.float32)
+        w_init.CopyFrom(numpy_helper.from_array(np.rint(k).astype(np.int8), w_init.name))
+        s_init.CopyFrom(numpy_helper.from_array(s_new.reshape(s.shape), s_init.name))
+        if len(node.input) > 2 and node.input[2]:
+            bdq = producer[node.input[2]]
+            xdq = producer[node.input[0]]
+            b_init, bs_init = inits[bdq.input[0]], inits[bdq.input[1]]
+            sx = numpy_helper.to_array(inits[xdq.input[1]]).astype(np.float32)
+            b = numpy_helper.to_array(b_init).astype(np.float64)
+            bs_old = numpy_helper.to_array(bs_init).astype(np.float64)
+            bs_new = (sx * s_new).astype(np.float32)
+            b_new = np.rint(b * bs_old / bs_new.astype(np.float64)).astype(np.int32)
+            b_init.CopyFrom(numpy_helper.from_array(b_new, b_init.name))
+            bs_init.CopyFrom(numpy_helper.from_array(bs_new.reshape(bs_old.shape),
+                                                     bs_init.name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +461,7 @@ def io_signature(path: Path) -> dict:
 class Example:
     stem: str
     net: str
-    data: str  # "digits_flat" | "digits_img" | "pulses" | "jets"
+    data: str  # "digits_flat" | "digits_img" | "pulses" | "jets" | "mnist1d"
     task: str
     in_name: str
     out_name: str
@@ -369,7 +476,11 @@ TRAIN = {
     "pulse_cnn1d": dict(epochs=25, lr=5e-3, batch=128, weight_decay=1e-4),
     "pulse_cnn1d_max": dict(epochs=25, lr=5e-3, batch=128, weight_decay=1e-4),
     "jet_mlp": dict(epochs=30, lr=5e-3, batch=256, weight_decay=1e-4),
+    "mnist1d_cnn": dict(epochs=40, lr=5e-3, batch=128, weight_decay=1e-4),
+    "digits_cnn_w4": dict(epochs=60, lr=1e-2, batch=64, weight_decay=1e-4),
 }
+# quantization-aware fine-tuning after the float training: net kind -> (weight bits, settings)
+QAT = {"digits_cnn_w4": (4, dict(epochs=30, lr=2e-3, batch=64, weight_decay=0.0))}
 
 
 EXAMPLES = [
@@ -412,6 +523,22 @@ EXAMPLES = [
         "hls4ml jet-tagging shape MLP 16-64-32-32-5, ReLU, on synthetic standardised "
         "16-feature 5-class data (jets.py).",
     ),
+    Example(
+        "mnist1d_cnn_qdq", "mnist1d_cnn", "mnist1d", "classification", "signal", "logits",
+        QuantSettings("QDQ", per_channel=True, activation_type="QInt8",
+                      extra_options={"ActivationSymmetric": False}),
+        "mnist1d (40-sample 1-D digits, 10 classes, mnist1d_data.py): Conv1d(1,8,k5)+ReLU, "
+        "Conv1d(8,16,k3,s2)+ReLU, Conv1d(16,16,k3,s2)+ReLU, Linear(128->10).",
+    ),
+    Example(
+        "digits_cnn_w4_qdq", "digits_cnn_w4", "digits_img", "classification", "image", "logits",
+        QuantSettings("QDQ", per_channel=True, activation_type="QInt8",
+                      extra_options={"ActivationSymmetric": False}, weight_bits=4),
+        "the digits CNN with 4-bit weights: trained as digits_cnn_qdq, then 30 epochs of "
+        "quantization-aware fine-tuning on a symmetric per-channel 4-bit grid; quantize_static's "
+        "int8 codes rescaled onto that grid (weights in [-7, 7], int8 x int8 kernels in "
+        "onnxruntime), so intflow builds its products as LUT multipliers.",
+    ),
 ]
 
 
@@ -433,6 +560,8 @@ def load_data(kind: str):
                 "outputs": f"[amplitude, t0 / {pulses.T0_SCALE}] (amplitude = pulse height)",
                 "n_train": len(tr[0])}
         return tr, te, prep
+    if kind == "mnist1d":
+        return mnist1d_split(N_HELDOUT)
     if kind == "jets":
         tr, te, prep = jets_split(SEED)
         prep = {"generator": "examples/jets.py", "classes": list(jets.CLASS_NAMES),
@@ -465,6 +594,11 @@ def run_all(only: set[str] | None = None) -> list[dict]:
                 net = build_net(ex.net)
                 t0 = time.perf_counter()
                 train(net, xtr, ytr, task=ex.task, seed=SEED, **TRAIN[ex.net])
+                if ex.net in QAT:
+                    bits, settings = QAT[ex.net]
+                    fake_quant_weights(net, bits)
+                    train(net, xtr, ytr, task=ex.task, seed=SEED, **settings)
+                    bake_fake_quant(net)
                 t_train = time.perf_counter() - t0
                 float_path = tmp / f"{ex.net}_float.onnx"
                 export_onnx(net, xtr, float_path, ex.in_name, ex.out_name)
@@ -548,7 +682,9 @@ def run_all(only: set[str] | None = None) -> list[dict]:
                 "training": {"framework": f"torch {torch.__version__}", "seed": SEED,
                              "optimizer": "AdamW + OneCycleLR",
                              "loss": "cross-entropy" if ex.task == "classification" else "MSE",
-                             **TRAIN[ex.net]},
+                             **TRAIN[ex.net],
+                             **({"qat": {"weight_bits": QAT[ex.net][0], **QAT[ex.net][1]}}
+                                if ex.net in QAT else {})},
                 "data": prep,
                 "versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__,
                              "numpy": np.__version__},
