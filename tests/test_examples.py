@@ -97,10 +97,27 @@ def test_example_dyadic_requant_runs_and_agrees(stem, example):
     eo = reference.run_codes(go, reference.to_codes(go, ex.inputs))
     ed = reference.run_codes(gd, reference.to_codes(gd, ex.inputs))
     assert_exact(ed[rd.inputs[0]], eo[ro.inputs[0]], f"{stem} accumulator of {ro.name}")
-    agree = float(np.mean(ed[rd.outputs[0]] == eo[ro.outputs[0]]))
-    off = np.abs(ed[rd.outputs[0]] - eo[ro.outputs[0]]).max()
-    print(f"{stem} first requant: dyadic == ort on {agree:.3%} of elements (max |diff| {off})")
-    assert agree >= DYADIC_MIN_AGREEMENT and off <= 1, (agree, off)
+    # dyadic rounds twice (TFLite: SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT
+    # by 2^right), so where the exact product acc * M lies within 2^-(right+1) of a rounding
+    # tie it may land one step from ort's single rounding. Those elements are counted apart:
+    # digits_cnn_w4_qdq's 4-bit weights give small accumulators and right = 3 in its first
+    # layer, so about 1/8 of its elements are that close to a tie.
+    acc, yo, yd = eo[ro.inputs[0]], eo[ro.outputs[0]], ed[rd.outputs[0]]
+    mant, exp = (np.asarray(go.constants[t], np.float64) for t in ro.inputs[1:3])
+    right = np.maximum(-np.asarray(gd.constants[rd.inputs[2]], np.int64), 0)
+    shape = [1] * acc.ndim
+    if mant.size > 1:
+        nd = len(go.tensors[ro.inputs[0]].shape)  # acc has a leading sample axis
+        shape[acc.ndim - nd + ro.attrs["axis"] % nd] = -1
+    r = np.abs(acc * (mant * np.exp2(exp)).reshape(shape))
+    band = np.exp2(-(right + 1.0)).reshape(shape if right.size > 1 else [1] * acc.ndim)
+    near_tie = np.abs(r - np.floor(r) - 0.5) <= band + r * 2.0 ** -20
+    agree = float(np.mean(yo[~near_tie] == yd[~near_tie]))
+    off = np.abs(yd - yo).max()
+    print(f"{stem} first requant: dyadic == ort on {agree:.3%} of the elements not near a "
+          f"tie, {np.mean(yo == yd):.3%} of all, {near_tie.mean():.3%} near a tie "
+          f"(max |diff| {off})")
+    assert agree == 1.0 and off <= 1, (agree, off)
 
 
 # digits_cnn_qdq has int8 activations: onnxruntime's s8×s8 kernels are exact on every CPU, so

@@ -14,6 +14,7 @@ import pytest
 
 import intflow
 from intflow.compiler import reference
+from intflow.compiler.dataflow.multipliers import mvau_multiplier
 from intflow.compiler.edge_vectors import with_edge_vectors
 from intflow.sim.network import run_graph
 
@@ -31,7 +32,6 @@ def _requants(df):
 
 def test_selection_and_estimate():
     from intflow.compiler.dataflow.estimate import estimate
-    from intflow.compiler.dataflow.multipliers import mvau_multiplier
     w4 = intflow.compile(EXAMPLES / "models" / "digits_mlp_w4_qonnx.onnx", fold="min")
     assert {mvau_multiplier(e.params) for e in _mvaus(w4.dataflow())} == {"shiftadd"}
     path = EXAMPLES / "models" / "digits_mlp_qdq.onnx"
@@ -60,14 +60,17 @@ def test_selection_and_estimate():
 
 
 @needs_icarus
-@pytest.mark.parametrize("stem, no_dsp", [
-    ("digits_mlp_w4_qonnx", False),  # 4-bit weights: LUT multipliers without asking
-    ("digits_mlp_qdq", True),  # 8-bit weights, shift-add under --no-dsp
+@pytest.mark.parametrize("stem, no_dsp, fold", [
+    ("digits_mlp_w4_qonnx", False, None),  # 4-bit weights: LUT multipliers without asking
+    ("digits_mlp_qdq", True, None),  # 8-bit weights, shift-add under --no-dsp
+    # a QDQ CNN whose int8 weights hold 4-bit values: shift-add MVAUs with PE and SIMD > 1
+    ("digits_cnn_w4_qdq", False, "max"),
 ])
-def test_rtl_equals_reference(stem, no_dsp):
-    d = intflow.compile(EXAMPLES / "models" / f"{stem}.onnx", no_dsp=no_dsp)
+def test_rtl_equals_reference(stem, no_dsp, fold):
+    d = intflow.compile(EXAMPLES / "models" / f"{stem}.onnx", no_dsp=no_dsp, fold=fold)
     df = d.dataflow()
     assert {e.params.get("no_dsp", False) for e in _mvaus(df)} == {no_dsp}
+    assert no_dsp or {mvau_multiplier(e.params) for e in _mvaus(df)} == {"shiftadd"}
     data = np.load(EXAMPLES / "data" / f"{stem}.npz")
     feeds = reference.to_codes(d.graph, {k: data[k][:3] for k in data.files})
     for h in d.graph.inputs:  # then all-min, all-max, zero point, alternating extremes
