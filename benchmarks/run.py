@@ -157,7 +157,7 @@ def plan_point(p: Point, requant: str = "ort") -> dict:
     df = d.dataflow()
     est = estimate(df, target.family)
     total = est["total"]
-    predicted = predicted_use(total)
+    predicted = predicted_use(total, target.family)
     # DSPs the MVAUs' requantisers take (the estimate's requant_cost): says why DSPs run out
     rq_dsp = sum(requant_cost(e.params.get("requant"), target.family)["DSP"] for e in mvaus(df))
     over = [f"{r} {predicted[r]:,}/{target.available[r]:,}"

@@ -28,7 +28,7 @@ def make_report(*, model: str, requant: str, result: BuildResult, estimate: dict
     est_total = estimate["total"]
     # what synthesis counted includes the UART host wrapper around the network: so does the
     # estimate compared with it (boards/fit.py's measured wrapper cost)
-    predicted = predicted_use(est_total)
+    predicted = predicted_use(est_total, t.family)
     resources = {r: {"used": int(result.resources[r]["used"]),
                      "available": int(result.resources[r]["available"]),
                      "estimate": predicted[r]} for r in RESOURCES}

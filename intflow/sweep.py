@@ -186,7 +186,7 @@ def _stages(spec: dict, result: dict, log: Path) -> None:
             d.max_multipliers = f.max_multipliers
     df = d.dataflow()
     est = estimate(df, target.family)
-    predicted = predicted_use(est["total"])  # as boards/fit.py: plus the UART wrapper
+    predicted = predicted_use(est["total"], target.family)  # plus the UART wrapper
     result["estimate"] = {"multipliers": int(est["total"]["multipliers"]),
                           "initiation_interval": int(est["initiation_interval"]),
                           "latency": int(est["latency_estimate"]), "macs": int(est["macs"]),

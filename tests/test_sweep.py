@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from intflow.boards import get_target
-from intflow.boards.fit import WRAPPER
+from intflow.boards.fit import wrapper_cost
 from intflow.cli import main
 from intflow.compiler.errors import ModelError
 from intflow.design import compile as compile_design
@@ -111,10 +111,11 @@ def test_cli_sweep_prunes_reports_failures_and_reuses_finished_points(tmp_path, 
             # the task's estimate is that folding's, plus the UART wrapper; it is pruned
             # exactly when that exceeds the device
             est = compile_design(MLP, fold=fold).estimate(target.family)["total"]
-            predicted = {k: est[k] + WRAPPER[k] for k in WRAPPER}
+            w = wrapper_cost(target.family)
+            predicted = {k: est[k] + w[k] for k in w}
             assert r["estimate"]["multipliers"] == est["multipliers"]
             assert r["estimate"]["predicted"] == predicted
-            over = [k for k in WRAPPER if predicted[k] > target.available[k]]
+            over = [k for k in w if predicted[k] > target.available[k]]
             assert r["status"] == ("pruned" if over else "ok"), r
             if over:
                 assert r["reason"].startswith(f"estimate does not fit {target.device}: "

@@ -15,6 +15,7 @@ import numpy as np
 from .fold import engine_cycles, initiation_interval
 from .multipliers import lut_multiplier_luts, mvau_multiplier
 from .spec import Dataflow, Engine
+from .window import window_geometry
 
 # memory block sizes (bits) and widest port, DSP product width per family
 FAMILIES = {
@@ -26,14 +27,23 @@ SMALL_MEMORY_BITS = 512  # below this yosys keeps a memory in LUTs/flip-flops
 ADD_SUM_BITS = 36  # the exact sum of the sequential ort Add for int8 codes (typical)
 
 
-def memory_blocks(depth: int, width: int, family: str, *, ram: bool = False) -> int:
-    """Block RAMs for a memory of ``depth`` words of ``width`` bits. ROMs under
+def memory_blocks(depth: int, width: int, family: str, *, ram: bool = False,
+                  forced: bool = False) -> int:
+    """Block RAMs for a memory of ``depth`` words of ``width`` bits (``ram``: written;
+    ``forced``: a ROM ``hw/engines/mvau.py`` puts in block RAM). iCE40/Gowin: ROMs under
     ``SMALL_MEMORY_BITS`` stay in logic; on iCE40 (no LUT RAM) yosys puts every written
     memory of 8 words or more into block RAM, however small (measured: a 3 x 8 x 8-bit line
-    buffer and an 18 x 8-bit input buffer each take one SB_RAM40_4K)."""
+    buffer and an 18 x 8-bit input buffer each take one SB_RAM40_4K). ECP5: yosys'
+    memory_libmap picks the cheaper of its costs, 128 per DP16KD/PDPW16KD against LUT RAM
+    (``lut_ram``) or, for a ROM, about one LUT4 per bit per 16 words."""
     f = FAMILIES[family]
     if depth <= 1 or (ram and lut_ram(depth, width, family)):
         return 0
+    if family == "ecp5":
+        blocks = ecp5_blocks(depth, width)
+        if not ram and not forced and width * -(-depth // 16) <= ECP5_BLOCK_COST * blocks:
+            return 0  # measured: 32 x 35-bit tables stay in LUTs, 64 x 35-bit go to a block
+        return blocks
     small = depth * width <= SMALL_MEMORY_BITS
     if small and not (ram and not f["lut_ram"] and depth >= 8):
         return 0
@@ -41,12 +51,31 @@ def memory_blocks(depth: int, width: int, family: str, *, ram: bool = False) -> 
     return math.ceil(width / f["bram_width"]) * math.ceil(depth / per_block_depth)
 
 
+# ECP5 block RAM aspect ratios (width, depth): DP16KD up to 18 bits, PDPW16KD 36 bits wide
+ECP5_BRAM_MODES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+ECP5_BLOCK_COST = 128  # yosys techlibs/lattice/brams_16kd.txt; a TRELLIS_DPR16X4 costs 4
+# memory_libmap's extra cost of LUT RAM deeper than one 16-word cell, per bit and per extra
+# cell: fitted to 60 memories of the benchmark builds (36 x 64 bits in LUT RAM but 64 x 48
+# and 216 x 8 in blocks put it between 0.44 and 0.5)
+ECP5_LUT_RAM_MUX_COST = 0.47
+
+
+def ecp5_blocks(depth: int, width: int) -> int:
+    """Blocks of the ECP5 mode that needs the fewest."""
+    return min(-(-width // w) * -(-depth // d) for w, d in ECP5_BRAM_MODES)
+
+
 def lut_ram(depth: int, width: int, family: str) -> int:
-    """LUTs of a written memory kept in distributed RAM (ECP5: 16 x 4-bit cells of 4 LUTs,
-    which yosys uses up to 64 words, e.g. the MVAU input buffers); 0 where it is not."""
-    if not FAMILIES[family]["lut_ram"] or depth > 64 or depth <= 1:
+    """LUTs of a written memory kept in distributed RAM (16 x 4-bit cells of 4 LUTs); 0 where
+    it is not. ECP5: where memory_libmap's cost is below the block RAMs' (e.g. 144 x 8 and
+    36 x 64 bits in LUT RAM, 216 x 8 and 64 x 32 in blocks); Gowin: up to 64 words."""
+    if not FAMILIES[family]["lut_ram"] or depth <= 1:
         return 0
-    return 4 * math.ceil(depth / 16) * math.ceil(width / 4)
+    cells = math.ceil(depth / 16) * math.ceil(width / 4)
+    if family == "ecp5":
+        cost = 4 * cells + ECP5_LUT_RAM_MUX_COST * (math.ceil(depth / 16) - 1) * width
+        return 4 * cells if cost < ECP5_BLOCK_COST * ecp5_blocks(depth, width) else 0
+    return 4 * cells if depth <= 64 else 0
 
 
 def rom_blocks(depth: int, width: int, family: str) -> int:
@@ -54,7 +83,7 @@ def rom_blocks(depth: int, width: int, family: str) -> int:
     words and more than ``SMALL_MEMORY_BITS``, depth padded to 32 words); 0 otherwise."""
     if depth < 16 or depth * width <= SMALL_MEMORY_BITS:
         return 0
-    return memory_blocks(-(-depth // 32) * 32, width, family)
+    return memory_blocks(-(-depth // 32) * 32, width, family, forced=True)
 
 
 def _channels(p: dict) -> int:
@@ -152,11 +181,12 @@ def engine_cost(e: Engine, df: Dataflow, family: str) -> dict:
                     LUT=lut + rom_lut + rq["LUT"], FF=ff + rq["FF"], BRAM=bram,
                     memory_bits=depth * width + 2 * p["k"] * ib)
     elif e.kind == "SlidingWindow":
-        # the buffer holds the pixels from a window's first to its last (kh - 1 rows and
-        # kw pixels); measured iCE40 LUT: 174-212 for 3x3 and 2x2 kernels, 125-141 for 1D,
-        # less about 20 since the read address has one adder (digits CNN, flat: -90 for 4)
-        (kh, kw), (dh, dw) = p["kernel"], p["dilation"]
-        words = ((kh - 1) * dh * p["width"] + (kw - 1) * dw + 1) * p["channels"]
+        # the buffer holds the pixels from a window's first to its last plus a stride's
+        # lead of the writer (window.py, as the hardware sizes it); measured iCE40 LUT:
+        # 174-212 for 3x3 and 2x2 kernels, 125-141 for 1D, less about 20 since the read
+        # address has one adder (digits CNN, flat: -90 for 4)
+        kh = p["kernel"][0]
+        words = window_geometry(p)["pixels"] * p["channels"]
         cost.update(BRAM=memory_blocks(words, p["dtype"].bits, family, ram=True),
                     LUT=(90 + 25 * min(kh, 3)) * (13 if family == "ecp5" else 10) // 10,
                     FF=80, memory_bits=words * p["dtype"].bits)
