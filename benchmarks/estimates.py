@@ -15,15 +15,14 @@ import datetime as dt
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESOURCES = ("LUT", "FF", "DSP", "BRAM")
-TOLERANCE = {"LUT": 0.15, "FF": 0.15, "DSP": 0.0, "BRAM": 0.0}  # as benchmarks/run.py
-FAMILY = {"ecp5-85f": "ecp5", "ice40-up5k": "ice40"}
+from run import ESTIMATE_TOLERANCE, ROOT, estimate_within  # benchmarks/run.py
+
+RESOURCES = tuple(ESTIMATE_TOLERANCE)
 
 
 def reestimate(point: dict) -> dict[str, int]:
+    from intflow.boards import get_target
     from intflow.boards.fit import predicted_use
     from intflow.compiler.dataflow.estimate import estimate
     from intflow.design import compile as compile_design
@@ -32,12 +31,8 @@ def reestimate(point: dict) -> dict[str, int]:
     d = compile_design(ROOT / "examples" / "models" / f"{point['model']}.onnx", fold="min")
     if args[1] == "auto":
         d.fold, d.max_multipliers = "auto", int(args[3])
-    family = FAMILY[point["device"]]
+    family = get_target(point["device"]).family
     return predicted_use(estimate(d.dataflow(), family)["total"], family)
-
-
-def within(est: int, used: int, r: str) -> bool:
-    return abs(est - used) <= TOLERANCE[r] * used
 
 
 def main() -> int:
@@ -56,8 +51,8 @@ def main() -> int:
         for r in RESOURCES:
             used = p["report"]["resources"][r]["used"]
             for w, est in (("run", then[r]), ("now", now[r])):
-                passed[w][r] += within(est, used, r)
-            mark = "" if within(now[r], used, r) else " **x**"
+                passed[w][r] += estimate_within(r, est, used)[0]
+            mark = "" if estimate_within(r, now[r], used)[0] else " **x**"
             cells.append(f"{used:,} / {then[r]:,} / {now[r]:,}{mark}")
         rows.append(f"| {p['model']} | {p['device']} | {p['fold']} | " + " | ".join(cells) + " |")
     lines = [

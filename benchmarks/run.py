@@ -303,6 +303,12 @@ def _ge(name: str, measured: float | None, goal: float, unit: str, fmt: str) -> 
             "measured": f"{measured:{fmt}}{unit}", "pass": ok, "detail": detail}
 
 
+def estimate_within(resource: str, est: int, used: int) -> tuple[bool, float]:
+    """(within ESTIMATE_TOLERANCE, relative error) of an estimate against what was used."""
+    err = (est - used) / used if used else (0.0 if est == 0 else float("inf"))
+    return abs(err) <= ESTIMATE_TOLERANCE[resource], err
+
+
 def evaluate(point: dict) -> list[dict]:
     """Every goal of issue 7 that applies to this point, measured, pass/miss and by how much."""
     if point.get("status") != "ok":
@@ -322,8 +328,7 @@ def evaluate(point: dict) -> list[dict]:
     for r, tol in ESTIMATE_TOLERANCE.items():
         used = rep["resources"][r]["used"]
         est = point["plan"]["predicted"][r]
-        err = (est - used) / used if used else (0.0 if est == 0 else float("inf"))
-        ok = abs(err) <= tol
+        ok, err = estimate_within(r, est, used)
         target = f"within +-{tol:.0%}" if tol else "exact"
         detail = "met" if ok else (f"estimate {est:,} vs used {used:,}: "
                                    f"{err:+.0%}" if used else f"estimate {est:,} vs used 0")

@@ -26,11 +26,11 @@ WRAPPER = {"LUT": 310, "FF": 215, "DSP": 0, "BRAM": 1}
 WRAPPER_ECP5 = {**WRAPPER, "BRAM": 0}
 
 
-def wrapper_cost(family: str | None = None) -> dict[str, int]:
+def wrapper_cost(family: str) -> dict[str, int]:
     return WRAPPER_ECP5 if family == "ecp5" else WRAPPER
 
 
-def predicted_use(est_total: dict, family: str | None = None) -> dict[str, int]:
+def predicted_use(est_total: dict, family: str) -> dict[str, int]:
     """What a build of a network with this estimate uses: the estimate plus the wrapper."""
     w = wrapper_cost(family)
     return {r: int(est_total[r]) + w[r] for r in RESOURCES}
